@@ -1,0 +1,1 @@
+"""The provider contract and its implementations (Mailgun)."""

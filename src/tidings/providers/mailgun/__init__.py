@@ -1,0 +1,1 @@
+"""Mailgun: request building, sending, webhook verification and parsing, Events API reading."""

@@ -1,0 +1,1 @@
+"""Persistence: tables, queries and Alembic migrations (SQLAlchemy Core; SQLite and PostgreSQL)."""

@@ -1,0 +1,1 @@
+"""Background loops: dispatcher, poller, notifier."""
