@@ -1,0 +1,500 @@
+"""Talking to Mailgun over HTTP: sending, the Events API, the domain webhooks API.
+
+One pooled aiohttp ``ClientSession`` (keep-alive) per (origin, proxy) pair, created on first
+use, so that every send to the same Mailgun host reuses connections and a proxied
+configuration never shares a pool with a direct one. ``send`` never raises for anything
+Mailgun or the network does: it returns a :class:`SendOutcome` (see ``errors``). The API
+calls raise :class:`MailgunAPIError` / :class:`MailgunConnectionError` with a sentence that
+says what to fix.
+
+To tell "never arrived" (safe to retry) from "may have been accepted" (look it up first),
+each send is traced: the bytes of the body handed to the connection are counted against the
+body's size.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from yarl import URL
+
+from tidings.providers.base import OutcomeKind, OutgoingEmail, ProviderConfig, SendOutcome
+from tidings.providers.mailgun.errors import (
+    UNAUTHORIZED_MESSAGE,
+    MailgunAPIError,
+    MailgunConfigError,
+    MailgunConnectionError,
+    PayloadError,
+    Progress,
+    classify,
+    classify_transport_error,
+    mailgun_message,
+)
+from tidings.providers.mailgun.hints import hint_for
+from tidings.providers.mailgun.payload import (
+    MailgunRequest,
+    build_request,
+    messages_url,
+    redact,
+)
+
+__all__ = [
+    "DomainInfo",
+    "EventsPage",
+    "MailgunClient",
+    "Timeouts",
+    "WebhookInfo",
+]
+
+_HTTP_PROXIES = frozenset({"http", "https"})
+_SOCKS_PROXIES = frozenset({"socks4", "socks4a", "socks5", "socks5h"})
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_FORM = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. ``connect`` covers waiting for a pooled connection and opening one; ``read``
+    is the longest silence while waiting for the answer; ``total`` caps the whole call."""
+
+    connect: float = 10.0
+    read: float = 60.0
+    total: float | None = 120.0
+
+    def client_timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=self.total, connect=self.connect, sock_connect=self.connect, sock_read=self.read
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventsPage:
+    """One Events API page. ``next_url`` is always given by Mailgun; stop on an empty page."""
+
+    items: list[dict[str, Any]]
+    next_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookInfo:
+    name: str  # delivered, permanent_fail, temporary_fail, opened, clicked, ...
+    urls: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DomainInfo:
+    name: str
+    state: str | None  # "active", "unverified", "disabled"
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Answer:
+    status: int
+    text: str
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class _Tracker:
+    """Filled by the trace callbacks of one request."""
+
+    body_size: int | None = None
+    headers_sent: bool = False
+    body_sent: int = 0
+
+    def progress(self, error: BaseException) -> Progress:
+        if isinstance(error, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+            return Progress.NOT_CONNECTED
+        if not self.headers_sent:
+            return Progress.NOT_CONNECTED
+        if self.body_size is not None and self.body_sent < self.body_size:
+            return Progress.PARTIALLY_WRITTEN
+        return Progress.WRITTEN
+
+
+async def _on_headers_sent(
+    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: Any
+) -> None:
+    tracker = ctx.trace_request_ctx
+    if isinstance(tracker, _Tracker):
+        tracker.headers_sent = True
+
+
+async def _on_chunk_sent(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: Any) -> None:
+    tracker = ctx.trace_request_ctx
+    if isinstance(tracker, _Tracker):
+        tracker.body_sent += len(params.chunk)
+
+
+def _safe_filename(name: str) -> str:
+    # Sent raw (UTF-8) in the part header, as Mailgun expects; a line break there would
+    # end the header, so control characters go.
+    return _CONTROL_CHARS.sub("_", name) or "attachment"
+
+
+def _body(request: MailgunRequest) -> tuple[Any, dict[str, str], int | None]:
+    """The request body, its headers and its size. Multipart only when there are files."""
+    if not request.files:
+        data = urlencode(request.fields).encode()
+        return data, {"Content-Type": _FORM}, len(data)
+    # quote_fields=False: filenames go out as raw UTF-8, not percent-encoded, which Mailgun
+    # would otherwise show to the recipient literally.
+    form = aiohttp.FormData(quote_fields=False)
+    for name, value in request.fields:
+        form.add_field(name, value)
+    for name, attachment in request.files:
+        form.add_field(
+            name,
+            attachment.data,
+            filename=_safe_filename(attachment.filename),
+            content_type=attachment.content_type or "application/octet-stream",
+        )
+    payload = form()
+    return payload, {}, payload.size
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class MailgunClient:
+    """Mailgun's HTTP API for any number of provider configurations. Close it when done."""
+
+    def __init__(
+        self,
+        *,
+        timeouts: Timeouts | None = None,
+        connection_limit: int = 64,
+        clock: Callable[[], datetime] | None = None,
+        user_agent: str = "tidings (aiohttp)",
+    ) -> None:
+        self.timeouts = timeouts or Timeouts()
+        self.connection_limit = connection_limit
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._user_agent = user_agent
+        self._sessions: dict[tuple[str, str | None], aiohttp.ClientSession] = {}
+
+    async def __aenter__(self) -> MailgunClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _trace(self) -> aiohttp.TraceConfig:
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(_on_headers_sent)
+        trace.on_request_chunk_sent.append(_on_chunk_sent)
+        return trace
+
+    def _connector(self, proxy: URL | None) -> aiohttp.BaseConnector:
+        if proxy is None or proxy.scheme in _HTTP_PROXIES:
+            return aiohttp.TCPConnector(limit=self.connection_limit, keepalive_timeout=30)
+        try:
+            socks: Any = importlib.import_module("aiohttp_socks")
+        except ImportError as exc:
+            raise MailgunConfigError(
+                f"proxy_url {_public_url(proxy)} is a SOCKS proxy, which needs the "
+                "aiohttp-socks package: pip install aiohttp-socks"
+            ) from exc
+        # socks5h/socks4a mean "let the proxy resolve names": the same as rdns=True.
+        scheme = {"socks5h": "socks5", "socks4a": "socks4"}.get(proxy.scheme, proxy.scheme)
+        rdns = proxy.scheme in ("socks5h", "socks4a") or None
+        connector: aiohttp.BaseConnector = socks.ProxyConnector.from_url(
+            str(proxy.with_scheme(scheme)), rdns=rdns, limit=self.connection_limit
+        )
+        return connector
+
+    def _route(
+        self, config: ProviderConfig
+    ) -> tuple[aiohttp.ClientSession, URL | None, aiohttp.BasicAuth | None]:
+        """The session for ``config`` and, for HTTP(S) proxies, the proxy and its auth."""
+        base = URL(config.base_url)
+        if base.scheme not in ("http", "https") or not base.host:
+            raise MailgunConfigError(
+                f"Mailgun base URL {config.base_url!r} is not an http(s) URL with a host"
+            )
+        proxy = URL(config.proxy_url) if config.proxy_url else None
+        if proxy is not None and proxy.scheme not in _HTTP_PROXIES | _SOCKS_PROXIES:
+            raise MailgunConfigError(
+                f"proxy_url {_public_url(proxy)}: unsupported scheme {proxy.scheme!r} "
+                "(use http, https, socks4, socks5 or socks5h)"
+            )
+        key = (str(base.origin()), config.proxy_url)
+        session = self._sessions.get(key)
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(
+                connector=self._connector(proxy),
+                timeout=self.timeouts.client_timeout(),
+                trace_configs=[self._trace()],
+                headers={"User-Agent": self._user_agent},
+            )
+            self._sessions[key] = session
+        if proxy is None or proxy.scheme not in _HTTP_PROXIES:
+            return session, None, None
+        auth = (
+            aiohttp.BasicAuth(proxy.user or "", proxy.password or "")
+            if proxy.user is not None
+            else None
+        )
+        return session, proxy.with_user(None), auth
+
+    async def _request(
+        self,
+        config: ProviderConfig,
+        method: str,
+        url: str,
+        *,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        tracker: _Tracker | None = None,
+    ) -> _Answer:
+        session, proxy, proxy_auth = self._route(config)
+        async with session.request(
+            method,
+            url,
+            data=data,
+            params=params,
+            headers=headers,
+            auth=aiohttp.BasicAuth("api", config.api_key),
+            proxy=proxy,
+            proxy_auth=proxy_auth,
+            allow_redirects=False,  # a redirect would mean a wrong base URL; never follow it
+            trace_request_ctx=tracker,
+        ) as response:
+            text = await response.text(errors="replace")
+            return _Answer(response.status, text, dict(response.headers))
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def send(self, email: OutgoingEmail, config: ProviderConfig) -> SendOutcome:
+        """Send one email. Never raises for Mailgun's answers or network failures.
+
+        A message Mailgun would refuse for a known reason (more than 3 tags) is FAILED without
+        a call; a configuration that cannot work (a SOCKS proxy without aiohttp-socks) is
+        RETRY with the reason, since nothing left the machine and fixing it needs no resend.
+        """
+        secrets = (config.api_key, config.webhook_signing_key)
+        try:
+            request = build_request(email, config)
+        except PayloadError as exc:
+            empty = MailgunRequest(url=messages_url(config), region=config.region, fields=[])
+            return SendOutcome(
+                kind=OutcomeKind.FAILED, request=redact(empty, secrets), error_message=str(exc)
+            )
+        record = redact(request, secrets)
+        body, headers, size = _body(request)
+        tracker = _Tracker(body_size=size)
+        started = time.perf_counter()
+        try:
+            answer = await self._request(
+                config, request.method, request.url, data=body, headers=headers, tracker=tracker
+            )
+        except MailgunConfigError as exc:
+            return SendOutcome(kind=OutcomeKind.RETRY, request=record, error_message=str(exc))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return classify_transport_error(
+                exc,
+                tracker.progress(exc),
+                request=record,
+                duration_ms=(time.perf_counter() - started) * 1000,
+            )
+        return classify(
+            answer.status,
+            answer.text,
+            answer.headers,
+            request=record,
+            now=self._clock(),
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    # -- the JSON APIs ----------------------------------------------------------------------
+
+    async def _api(
+        self,
+        config: ProviderConfig,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        form: Sequence[tuple[str, str]] | None = None,
+        not_found: str | None = None,
+    ) -> dict[str, Any]:
+        data = urlencode(list(form)).encode() if form is not None else None
+        headers = {"Content-Type": _FORM} if form is not None else None
+        try:
+            answer = await self._request(
+                config, method, url, data=data, headers=headers, params=params
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            where = URL(url).origin()
+            raise MailgunConnectionError(
+                f"could not reach Mailgun at {where}: {_describe(exc)}"
+            ) from exc
+        if 200 <= answer.status < 300:
+            try:
+                data_out = _json_object(answer.text)
+            except ValueError as exc:
+                raise MailgunAPIError(
+                    f"Mailgun answered {answer.status} to {method} {url} with something that "
+                    "is not a JSON object",
+                    status_code=answer.status,
+                    body=answer.text[:2000],
+                ) from exc
+            return data_out
+        raise _api_error(config, method, url, answer, not_found)
+
+    def _domain_url(self, config: ProviderConfig, path: str = "") -> str:
+        return f"{config.base_url.rstrip('/')}/v3/domains/{config.domain}{path}"
+
+    async def events_page(
+        self,
+        config: ProviderConfig,
+        *,
+        begin: float | None = None,
+        end: float | None = None,
+        ascending: bool = True,
+        limit: int = 300,
+        filters: dict[str, str] | None = None,
+    ) -> EventsPage:
+        """The first page of ``GET /v3/{domain}/events`` for a time window (epoch seconds)."""
+        params: dict[str, str] = {"ascending": "yes" if ascending else "no", "limit": str(limit)}
+        if begin is not None:
+            params["begin"] = _epoch(begin)
+        if end is not None:
+            params["end"] = _epoch(end)
+        params.update(filters or {})
+        url = f"{config.base_url.rstrip('/')}/v3/{config.domain}/events"
+        return _events_page(await self._api(config, "GET", url, params=params))
+
+    async def events_next(self, config: ProviderConfig, url: str) -> EventsPage:
+        """The page at a ``paging.next`` URL. It must be on the configuration's own host:
+        the API key is sent with it."""
+        if URL(url).origin() != URL(config.base_url).origin():
+            raise MailgunConfigError(
+                f"refusing to follow an events page on {URL(url).origin()}: the configuration "
+                f"talks to {URL(config.base_url).origin()} and the API key goes with the call"
+            )
+        return _events_page(await self._api(config, "GET", url))
+
+    async def get_domain(self, config: ProviderConfig) -> DomainInfo:
+        """``GET /v3/domains/{domain}``: proves the key works in this region and the domain
+        exists there."""
+        data = await self._api(config, "GET", self._domain_url(config))
+        found = data.get("domain")
+        domain: dict[str, Any] = found if isinstance(found, dict) else {}
+        return DomainInfo(
+            name=str(domain.get("name") or config.domain),
+            state=str(domain["state"]) if domain.get("state") is not None else None,
+            raw=data,
+        )
+
+    async def list_webhooks(self, config: ProviderConfig) -> list[WebhookInfo]:
+        data = await self._api(config, "GET", self._domain_url(config, "/webhooks"))
+        hooks = data.get("webhooks")
+        if not isinstance(hooks, dict):
+            return []
+        return [WebhookInfo(name, _urls(value)) for name, value in sorted(hooks.items())]
+
+    async def create_webhook(
+        self, config: ProviderConfig, name: str, urls: Sequence[str]
+    ) -> WebhookInfo:
+        form = [("id", name), *(("url", url) for url in urls)]
+        data = await self._api(config, "POST", self._domain_url(config, "/webhooks"), form=form)
+        return WebhookInfo(name, _urls(data.get("webhook")) or tuple(urls))
+
+    async def update_webhook(
+        self, config: ProviderConfig, name: str, urls: Sequence[str]
+    ) -> WebhookInfo:
+        form = [("url", url) for url in urls]
+        data = await self._api(
+            config,
+            "PUT",
+            self._domain_url(config, f"/webhooks/{name}"),
+            form=form,
+            not_found=f"Mailgun has no {name!r} webhook for {config.domain}",
+        )
+        return WebhookInfo(name, _urls(data.get("webhook")) or tuple(urls))
+
+    async def delete_webhook(self, config: ProviderConfig, name: str) -> None:
+        await self._api(
+            config,
+            "DELETE",
+            self._domain_url(config, f"/webhooks/{name}"),
+            not_found=f"Mailgun has no {name!r} webhook for {config.domain}",
+        )
+
+
+def _public_url(url: URL) -> str:
+    """A URL safe to print: without its password."""
+    return str(url.with_password(None)) if url.password else str(url)
+
+
+def _epoch(value: float) -> str:
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
+def _urls(value: Any) -> tuple[str, ...]:
+    """Webhook URLs from ``{"urls": [...]}`` (today) or ``{"url": "..."}`` (older answers)."""
+    if not isinstance(value, dict):
+        return ()
+    urls = value.get("urls")
+    if isinstance(urls, list):
+        return tuple(str(url) for url in urls)
+    url = value.get("url")
+    return (str(url),) if url else ()
+
+
+def _events_page(data: dict[str, Any]) -> EventsPage:
+    items = data.get("items")
+    paging = data.get("paging")
+    next_url = paging.get("next") if isinstance(paging, dict) else None
+    return EventsPage(
+        items=[item for item in items if isinstance(item, dict)] if isinstance(items, list) else [],
+        next_url=str(next_url) if next_url else None,
+    )
+
+
+def _api_error(
+    config: ProviderConfig, method: str, url: str, answer: _Answer, not_found: str | None
+) -> MailgunAPIError:
+    message = mailgun_message(answer.text) or f"HTTP {answer.status}"
+    where = f"domain {config.domain} at {URL(config.base_url).origin()}"
+    if answer.status == 401:
+        text = f"{UNAUTHORIZED_MESSAGE} ({where})"
+    elif answer.status == 404 and (not_found is None or "domain not found" in message.lower()):
+        text = f"Mailgun does not know {where} (404 {message}): wrong domain or region"
+    elif answer.status == 404 and not_found is not None:
+        text = f"{not_found} (404 {message})"
+    else:
+        text = f"Mailgun answered {answer.status} to {method} {URL(url).path}: {message}"
+    hint = hint_for(answer.status, message)
+    return MailgunAPIError(
+        text, status_code=answer.status, body=answer.text[:2000], hint=hint.text() if hint else None
+    )
