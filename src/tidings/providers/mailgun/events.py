@@ -92,6 +92,7 @@ def parse_event_item(item: dict[str, Any]) -> DeliveryEvent:
         _text(status.get("message"))
         or _text(status.get("description"))
         or _text(reject.get("description"))
+        or _text(reject.get("reason"))
     )
     domain = _text(_dict(item.get("domain")).get("name"))
     tidings_id = _text(variables.get(TIDINGS_ID_VARIABLE))

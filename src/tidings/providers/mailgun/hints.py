@@ -38,9 +38,9 @@ def _search(pattern: str) -> re.Pattern[str]:
 
 _THROTTLE = _search(r"limit exceeded|try again after|probation|too many requests|rate limit")
 _SENDER_NO_MX = _search(
-    r"(sender|sending|from)\b[^.]{0,60}(no mx|mx record|domain not found|does not resolve"
+    r"(sender|sending|from)\b.{0,80}?(no mx|mx record|domain not found|does not resolve"
     r"|unresolvable|must resolve|not exist)"
-    r"|(no mx|mx record)[^.]{0,60}\b(sender|sending)"
+    r"|(no mx|mx record).{0,80}?\b(sender|sending)"
     r"|\b5\.1\.8\b"
 )
 _RECIPIENT_NO_MX = _search(r"no mx for")
