@@ -1,0 +1,163 @@
+"""Content to an email: subject, responsive HTML with inlined CSS, and a text part.
+
+Blocks are rendered one by one (:mod:`tidings.render.blocks`), placed in a table-based
+layout no wider than 600px (``templates/email.html``: the layout most clients, Outlook
+included, get right), and the layout's stylesheet is inlined with css-inline so that
+clients that drop ``<style>`` still show it; media queries stay in a ``<style>`` for
+the clients that honour them. The text part is made from the blocks' HTML (not the
+layout) by :func:`~tidings.render.text.html_to_text`.
+
+A channel element's ``raw`` email is the sender's own: its HTML is templated and sent as
+it is, without layout or inlining. Overrides (``channels.email.override``) are applied
+by :func:`apply_overrides`; when an override replaces the HTML but gives no text, the
+text part is made again from the new HTML so the two parts say the same thing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from typing import Any
+
+import css_inline
+from jinja2 import Environment
+from markupsafe import Markup
+
+from tidings.domain.content import Content, HtmlBlock, RawEmail
+from tidings.domain.errors import key_path
+from tidings.render.blocks import render_block
+from tidings.render.templating import (
+    RenderContext,
+    check_condition,
+    check_template,
+    render_template,
+)
+from tidings.render.text import html_to_text
+
+_WHITESPACE = re.compile(r"\s+")
+
+# The layout is Tidings' own, so it needs no sandbox; autoescape guards the subject.
+_layout = Environment(autoescape=True, keep_trailing_newline=True).from_string(
+    resources.files("tidings.render").joinpath("templates/email.html").read_text("utf-8")
+)
+# Remote stylesheets are never fetched: a sender's <link> must not make the dispatcher
+# open connections on their behalf.
+_inliner = css_inline.CSSInliner(
+    keep_at_rules=True, load_remote_stylesheets=False, keep_link_tags=True
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    """A rendered email, as stored for ``/messages/{id}/output`` and handed to a provider.
+
+    ``blocks`` follows Courier's output: ``[{"type": "text", "text": "…"}, …]`` (actions
+    and linked images add ``href``).
+    """
+
+    subject: str
+    html: str
+    text: str
+    blocks: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready; ``RenderedEmail(**d)`` makes it again."""
+        return asdict(self)
+
+
+def clean_subject(subject: str) -> str:
+    """One line: a subject is a header, and a newline in a header is never wanted."""
+    return _WHITESPACE.sub(" ", subject).strip()
+
+
+def render_email(
+    content: Content,
+    context: RenderContext,
+    *,
+    preheader: str | None = None,
+    lang: str = "en",
+) -> RenderedEmail:
+    """Render ``content`` for one recipient. Raises ``RenderError`` naming the field."""
+    variables = context.variables()
+    subject = ""
+    if content.title is not None:
+        subject = clean_subject(
+            render_template(content.title, variables, html=False, path=content.title_path)
+        )
+    if content.raw is not None:
+        return _render_raw(content.raw, subject, context)
+
+    fragments = [f for block in content.blocks if (f := render_block(block, variables))]
+    body = "".join(fragment.html for fragment in fragments)
+    document = _layout.render(subject=subject, preheader=preheader, lang=lang, body=Markup(body))
+    return RenderedEmail(
+        subject=subject,
+        html=_inliner.inline(document),
+        text=html_to_text(body),
+        blocks=[fragment.as_block() for fragment in fragments],
+    )
+
+
+def _render_raw(raw: RawEmail, subject: str, context: RenderContext) -> RenderedEmail:
+    variables = context.variables()
+    html = ""
+    if raw.html is not None:
+        html = render_template(raw.html, variables, html=True, path=key_path(raw.path, "html"))
+    if raw.text is not None:
+        text = render_template(raw.text, variables, html=False, path=key_path(raw.path, "text"))
+    else:
+        text = html_to_text(html)
+    return RenderedEmail(subject=subject, html=html, text=text, blocks=[])
+
+
+def apply_overrides(
+    rendered: RenderedEmail,
+    context: RenderContext,
+    *,
+    subject: str | None = None,
+    html: str | None = None,
+    text: str | None = None,
+    path: str = "message.channels.email.override",
+) -> RenderedEmail:
+    """``rendered`` with override templates (rendered in the same sandbox) in place."""
+    variables = context.variables()
+    new_subject, new_html, new_text = rendered.subject, rendered.html, rendered.text
+    if subject is not None:
+        new_subject = clean_subject(
+            render_template(subject, variables, html=False, path=key_path(path, "subject"))
+        )
+    if html is not None:
+        new_html = render_template(html, variables, html=True, path=key_path(path, "html"))
+    if text is not None:
+        new_text = render_template(text, variables, html=False, path=key_path(path, "text"))
+    elif html is not None:
+        new_text = html_to_text(new_html)
+    return RenderedEmail(
+        subject=new_subject, html=new_html, text=new_text, blocks=list(rendered.blocks)
+    )
+
+
+def check_content(content: Content) -> None:
+    """Raise ``RenderError`` naming the field if a template of ``content`` cannot compile.
+
+    For the API: a syntax error is the sender's to fix, so it is answered at once
+    rather than found by the dispatcher later.
+    """
+    if content.title is not None:
+        check_template(content.title, html=False, path=content.title_path)
+    if content.raw is not None:
+        for name, source, html in (
+            ("html", content.raw.html, True),
+            ("text", content.raw.text, False),
+        ):
+            if source is not None:
+                check_template(source, html=html, path=key_path(content.raw.path, name))
+    for block in content.blocks:
+        for name in ("content", "href", "src", "alt_text"):
+            source = getattr(block, name, None)
+            if isinstance(source, str):
+                html = isinstance(block, HtmlBlock) and name == "content"
+                check_template(source, html=html, path=key_path(block.path, name))
+        if block.condition is not None:
+            check_condition(block.condition, path=key_path(block.path, "if"))
