@@ -1,0 +1,81 @@
+"""Routes of the sandbox's ASGI app.
+
+Mailgun's paths sit at the app's root (``/v3/...``, ``/v5/...``); the inspection API and the
+inbox sit under ``prefix`` ("/sandbox" standalone; "" when a host mounts the whole app at
+"/sandbox", so that both end up under the same path). Plain Starlette routes, no
+framework on the hot path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from tidings.sandbox.core import Sandbox
+from tidings.sandbox.events_api import events_endpoints
+from tidings.sandbox.inbox import inbox_endpoints
+from tidings.sandbox.inspection import inspection_endpoints
+from tidings.sandbox.messages_api import send_endpoint
+from tidings.sandbox.settings import SandboxSettings
+from tidings.sandbox.webhooks_api import webhooks_endpoints
+
+
+def build_app(sandbox: Sandbox, prefix: str = "/sandbox") -> Starlette:
+    prefix = prefix.rstrip("/")
+    list_events, events_page = events_endpoints(sandbox)
+    hooks = webhooks_endpoints(sandbox)
+    inspect = inspection_endpoints(sandbox)
+    inbox = inbox_endpoints(sandbox)
+    routes: list[BaseRoute] = [
+        Route("/v3/{domain}/messages", send_endpoint(sandbox), methods=["POST"]),
+        Route("/v3/{domain}/events", list_events, methods=["GET"]),
+        Route("/v3/{domain}/events/{token}", events_page, methods=["GET"]),
+        Route("/v3/domains/{domain}/webhooks", hooks["webhooks"], methods=["GET", "POST"]),
+        Route(
+            "/v3/domains/{domain}/webhooks/{name}",
+            hooks["webhooks"],
+            methods=["GET", "PUT", "DELETE"],
+        ),
+        Route("/v3/domains/{domain}", hooks["domain"], methods=["GET"]),
+        Route("/v5/accounts/http_signing_key", hooks["signing_key"], methods=["GET"]),
+        Route(f"{prefix}/api/messages", inspect["messages"], methods=["GET", "DELETE"]),
+        Route(f"{prefix}/api/messages/{{id}}/events", inspect["events"], methods=["GET"]),
+        Route(
+            f"{prefix}/api/messages/{{id}}/attachments/{{n:int}}",
+            inspect["attachment"],
+            methods=["GET"],
+        ),
+        Route(f"{prefix}/api/messages/{{id}}/inline/{{n:int}}", inspect["inline"], methods=["GET"]),
+        Route(f"{prefix}/api/stats", inspect["stats"], methods=["GET"]),
+        Route(f"{prefix}/api/faults", inspect["faults"], methods=["GET", "POST"]),
+        Route(f"{prefix}/", inbox["inbox"], methods=["GET"]),
+        Route(f"{prefix}/messages/{{key:int}}", inbox["message"], methods=["GET"]),
+    ]
+    if prefix:
+        # Standalone: the root and the bare prefix lead to the inbox.
+        async def to_inbox(request: Request) -> Response:
+            return RedirectResponse(f"{prefix}/")
+
+        routes += [Route("/", to_inbox), Route(prefix, to_inbox)]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await sandbox.start()
+        try:
+            yield
+        finally:
+            await sandbox.stop()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.sandbox = sandbox
+    return app
+
+
+def create_app(settings: SandboxSettings | None = None) -> Starlette:
+    """A standalone sandbox app: Mailgun at the root, inspection and inbox under /sandbox."""
+    return Sandbox(settings).asgi("/sandbox")

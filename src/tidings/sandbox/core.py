@@ -1,0 +1,228 @@
+"""The sandbox itself: accepts messages, plays out their lives, records and posts events.
+
+:class:`Sandbox` owns all state and background work; the HTTP modules only translate
+requests into calls on it. Background work needs ``start()``/``stop()`` (the standalone app's
+lifespan calls them; a host that mounts the app calls them itself), and starts lazily on the
+first accepted message if nobody did.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from tidings.sandbox import outcomes
+from tidings.sandbox.eventshape import EventFactory, shared_parts
+from tidings.sandbox.faults import FaultInjector
+from tidings.sandbox.forms import Address, SendRequest
+from tidings.sandbox.poster import WebhookPoster
+from tidings.sandbox.scheduler import Scheduler
+from tidings.sandbox.settings import SandboxSettings
+from tidings.sandbox.state import JSON, WEBHOOK_KINDS, MessageCopy, Store
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+_RECIPIENT_VAR = re.compile(r"%recipient\.([^%\s]+)%")
+_OFF = ("no", "false", "0")
+
+
+class Sandbox:
+    """A local Mailgun: in-memory state plus the background work of delivering events."""
+
+    def __init__(self, settings: SandboxSettings | None = None) -> None:
+        self.settings = settings or SandboxSettings()
+        self.started_at = time.time()
+        self.store = Store(self.settings.domains)
+        self._rng = random.Random(self.settings.seed)
+        self.events = EventFactory(self._rng)
+        self.scheduler = Scheduler()
+        self.poster = WebhookPoster(
+            self.store,
+            self.settings.signing_key,
+            self.settings.retry_scale,
+            self.settings.webhook_timeout,
+        )
+        faults = self.settings.faults
+        if faults.seed is None and self.settings.seed is not None:
+            faults.seed = self.settings.seed
+        self.faults = FaultInjector(faults)
+        for domain in self.settings.domains:
+            for kind in WEBHOOK_KINDS:
+                if self.settings.webhook_urls:
+                    self.store.webhooks[domain][kind] = list(self.settings.webhook_urls)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self.scheduler.running:
+            self.scheduler.start()
+
+    async def stop(self) -> None:
+        self.scheduler.stop()
+        await self.poster.close()
+
+    def asgi(self, prefix_for_inspection: str = "/sandbox") -> Starlette:
+        """The ASGI app: Mailgun's paths at its root, inspection and inbox under the prefix."""
+        from tidings.sandbox.app import build_app
+
+        return build_app(self, prefix_for_inspection)
+
+    # -- sending --------------------------------------------------------------------------
+
+    def new_message_id(self, domain: str) -> str:
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        return f"{stamp}.{self._rng.getrandbits(64):016x}@{domain}"
+
+    def accept(self, request: SendRequest, domain: str, storage_base: str) -> str:
+        """Store one copy per recipient, record its accepted event, schedule the rest.
+
+        Returns the message id without angle brackets.
+        """
+        now = time.time()
+        message_id = self.new_message_id(domain)
+        options = request.options
+        tracking = options.get("tracking", "yes").lower() not in _OFF
+        track_opens = tracking and options.get("tracking-opens", "yes").lower() not in _OFF
+        track_clicks = tracking and options.get("tracking-clicks", "yes").lower() not in _OFF
+        first_delay = _delivery_delay(options.get("deliverytime"), now) + self.settings.event_delay
+        sender_address = request.sender_address
+        storage_url = f"{storage_base}/v3/domains/{domain}/messages/{message_id.partition('@')[0]}"
+        base_size = (
+            len(request.subject)
+            + len(request.text or "")
+            + len(request.html or "")
+            + len(request.amp_html or "")
+            + sum(len(p.data) for p in request.attachments)
+            + sum(len(p.data) for p in request.inline)
+            + 400  # headers Mailgun adds
+        )
+        batch = request.recipient_variables
+        all_to = [a.display for a in request.to]
+        seen: set[str] = set()
+        kinds = (
+            [(a, "to") for a in request.to]
+            + [(a, "cc") for a in request.cc]
+            + [(a, "bcc") for a in request.bcc]
+        )
+        for address, kind in kinds:
+            lowered = address.address.lower()
+            if lowered in seen:
+                continue  # Mailgun sends one copy per distinct address
+            seen.add(lowered)
+            copy = self._copy(request, domain, message_id, address, kind, batch, all_to, now)
+            copy.size = base_size
+            to_header = ", ".join(copy.to)
+            copy.shared = shared_parts(copy, sender_address, to_header, storage_url)
+            self.store.add_message(copy)
+            self.emit(domain, self.events.accepted(copy), now)
+            steps = outcomes.steps_for(
+                copy.recipient,
+                suppressed=(domain, lowered) in self.store.bounced,
+                track_opens=track_opens,
+                track_clicks=track_clicks,
+            )
+            if steps:
+                self.scheduler.call_later(first_delay, self._advance, copy, steps, 0, 1)
+        return message_id
+
+    def _copy(
+        self,
+        request: SendRequest,
+        domain: str,
+        message_id: str,
+        address: Address,
+        kind: str,
+        batch: dict[str, dict[str, Any]] | None,
+        all_to: list[str],
+        now: float,
+    ) -> MessageCopy:
+        subject, text, html, amp_html = (
+            request.subject,
+            request.text,
+            request.html,
+            request.amp_html,
+        )
+        variables = request.variables
+        to = all_to
+        if batch is not None:
+            values = batch.get(address.address) or batch.get(address.address.lower())
+            if kind == "to":
+                to = [address.display]  # each batch copy shows only its own recipient
+            if values is not None:
+                subject = _personalise(subject, values)
+                text = _personalise(text, values) if text is not None else None
+                html = _personalise(html, values) if html is not None else None
+                amp_html = _personalise(amp_html, values) if amp_html is not None else None
+                variables = {k: _personalise(v, values) for k, v in variables.items()}
+        return MessageCopy(
+            key=self.store.next_key(),
+            message_id=message_id,
+            domain=domain,
+            recipient=address.address,
+            sender=request.sender,
+            to=to,
+            cc=[a.display for a in request.cc],
+            bcc=[a.display for a in request.bcc],
+            subject=subject,
+            text=text,
+            html=html,
+            amp_html=amp_html,
+            template=request.template,
+            tags=request.tags,
+            headers=request.headers,
+            variables=variables,
+            options=request.options,
+            attachments=request.attachments,
+            inline=request.inline,
+            received_at=now,
+            size=0,
+            test_mode=request.options.get("testmode", "").lower() in ("yes", "true", "1"),
+        )
+
+    def _advance(self, copy: MessageCopy, steps: tuple[str, ...], index: int, attempt: int) -> None:
+        if self.store.messages_by_key.get(copy.key) is not copy:
+            return  # the sandbox was reset since this step was scheduled
+        kind = steps[index]
+        self.emit(copy.domain, self.events.step(kind, copy, attempt), time.time())
+        if kind in outcomes.HARD_BOUNCES:
+            self.store.bounced.add((copy.domain, copy.recipient.lower()))
+        if index + 1 < len(steps):
+            next_attempt = attempt + 1 if kind == outcomes.DEFERRED else attempt
+            self.scheduler.call_later(
+                self.settings.event_delay, self._advance, copy, steps, index + 1, next_attempt
+            )
+
+    def emit(self, domain: str, item: JSON, timestamp: float) -> None:
+        """Record an event and post it to the domain's webhooks."""
+        self.store.add_event(domain, item, timestamp)
+        self.poster.post(domain, item)
+
+    def reset(self) -> int:
+        self.scheduler.clear()
+        return self.store.reset()
+
+
+def _personalise(value: str, values: dict[str, Any]) -> str:
+    """Replace ``%recipient.key%`` with the recipient's value; unknown keys are left as is."""
+    if "%recipient." not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        key = match.group(1)
+        return str(values[key]) if key in values else match.group(0)
+
+    return _RECIPIENT_VAR.sub(substitute, value)
+
+
+def _delivery_delay(raw: str | None, now: float) -> float:
+    """Seconds until ``o:deliverytime`` (RFC 2822), or 0."""
+    if not raw:
+        return 0.0
+    try:
+        return max(0.0, parsedate_to_datetime(raw).timestamp() - now)
+    except (TypeError, ValueError, IndexError):
+        return 0.0
