@@ -1,0 +1,151 @@
+"""The template sandbox: variables, escaping, undefined values, and refusals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tidings.render.templating import (
+    MAX_OUTPUT,
+    RenderContext,
+    RenderError,
+    check_condition,
+    check_template,
+    evaluate_condition,
+    render_context_template,
+    render_template,
+)
+
+CONTEXT = RenderContext(
+    data={"name": "Jane", "html": "<script>alert(1)</script>", "items": [1, 2, 3]},
+    profile={"email": "jane@example.com"},
+    recipient={"user_id": "u1"},
+)
+
+
+def text(source: str, context: RenderContext = CONTEXT) -> str:
+    return render_context_template(source, context, html=False, path="message.content.title")
+
+
+def html(source: str, context: RenderContext = CONTEXT) -> str:
+    return render_context_template(source, context, html=True, path="message.content.title")
+
+
+def test_variables() -> None:
+    assert text("{{name}} {{ data.name }} {{profile.email}} {{recipient.user_id}}") == (
+        "Jane Jane jane@example.com u1"
+    )
+
+
+def test_named_contexts_win_over_data_keys() -> None:
+    context = RenderContext(data={"profile": "shadow", "x": 1}, profile={"email": "e"})
+    assert text("{{ profile.email }} {{ data.profile }}", context) == "e shadow"
+
+
+def test_undefined_renders_empty() -> None:
+    assert text("[{{ missing }}|{{ missing.deeper.still }}|{{ data.nope }}]") == "[||]"
+
+
+def test_escaping_in_html_only() -> None:
+    assert html("<p>{{ html }}</p>") == "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>"
+    assert text("{{ html }}") == "<script>alert(1)</script>"
+
+
+def test_control_flow_and_filters() -> None:
+    assert text("{% for i in items %}{{ i }}{% if not loop.last %},{% endif %}{% endfor %}") == (
+        "1,2,3"
+    )
+    assert text("{{ name|upper }} {{ '{:,}'.format(1234567) }}") == "JANE 1,234,567"
+
+
+def test_plain_strings_pass_through() -> None:
+    assert render_template("no braces at all <b>", {}, html=True, path="p") == (
+        "no braces at all <b>"
+    )
+
+
+SANDBOX_ESCAPES = [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ joiner.__init__.__globals__.os }}",
+    "{{ namespace.__init__.__globals__ }}",
+    "{{ self.__init__.__globals__ }}",
+    "{{ ''.__class__ }}",
+    "{{ items.__class__.__base__ }}",
+    "{{ '{0.__class__.__mro__}'.format(name) }}",
+    "{{ name|attr('__class__') }}",
+    "{% set x = ''.__class__ %}{{ x }}",
+]
+
+
+@pytest.mark.parametrize("source", SANDBOX_ESCAPES)
+@pytest.mark.parametrize("render", [text, html])
+def test_reaching_python_internals_fails_safely(source: str, render: Any) -> None:
+    with pytest.raises(RenderError) as caught:
+        render(source)
+    assert caught.value.path == "message.content.title"
+    assert "refused by the template sandbox" in caught.value.message
+
+
+RESOURCE_BOMBS = [
+    "{{ 'a' * 100000000 }}",
+    "{{ items * 10000000 }}",
+    "{{ 10 ** 1000000 }}",
+    "{{ '%0999999999d' % 1 }}",
+    "{{ '{:>999999999}'.format(1) }}",
+    "{{ '{:>{}}'.format(1, 999999999) }}",
+    "{{ 'a'.ljust(1000000000) }}",
+    "{{ 'a'|center(1000000000) }}",
+    "{{ 'a'|indent(1000000000, true) }}",
+    "{{ items|batch(1000000000, 'x')|list }}",
+    "{{ '%999999999s'|format('a') }}",
+]
+
+
+@pytest.mark.parametrize("source", RESOURCE_BOMBS)
+def test_growth_is_refused(source: str) -> None:
+    with pytest.raises(RenderError, match="refused by the template sandbox"):
+        text(source)
+
+
+def test_output_is_capped() -> None:
+    source = "{% for a in range(100000) %}{% for b in range(100) %}xxxxx{% endfor %}{% endfor %}"
+    with pytest.raises(RenderError, match=f"more than {MAX_OUTPUT} characters"):
+        text(source)
+
+
+def test_lipsum_is_gone() -> None:
+    with pytest.raises(RenderError, match="undefined"):
+        text("{{ lipsum(1000) }}")
+
+
+def test_syntax_error_names_line() -> None:
+    with pytest.raises(RenderError) as caught:
+        text("line one\n{% for x in %}")
+    assert str(caught.value).startswith("message.content.title has a template error on line 2:")
+
+
+def test_runtime_errors_become_render_errors() -> None:
+    with pytest.raises(RenderError, match="ZeroDivisionError"):
+        text("{{ 1 / 0 }}")
+    with pytest.raises(RenderError, match="undefined"):
+        text("{{ missing() }}")
+
+
+def test_check_template_compiles_without_rendering() -> None:
+    check_template("{{ 1 / 0 }}", html=False, path="p")  # fails only when rendered
+    with pytest.raises(RenderError, match="template error"):
+        check_template("{{ unclosed", html=True, path="p")
+
+
+def test_conditions() -> None:
+    variables = CONTEXT.variables()
+    assert evaluate_condition("name == 'Jane'", variables, path="p")
+    assert evaluate_condition("items|length > 2", variables, path="p")
+    assert not evaluate_condition("data.vip", variables, path="p")
+    assert evaluate_condition("not profile.vip", variables, path="p")
+    with pytest.raises(RenderError, match="refused by the template sandbox"):
+        evaluate_condition("name.__class__", variables, path="p")
+    with pytest.raises(RenderError, match="template error"):
+        check_condition("data.plan === 'pro'", path="p")
