@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import mimetypes
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
 import typer
+from rich.console import Console
 
 from tidings.sandbox.command import sandbox as sandbox_command
 
@@ -12,8 +22,171 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 app.command("sandbox", help="Run the local Mailgun-compatible sandbox.")(sandbox_command)
+
+console = Console(stderr=True)
+out = Console()
+
+FINAL = {"SENT", "DELIVERED", "OPENED", "CLICKED", "UNDELIVERABLE", "UNROUTABLE", "CANCELED"}
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Interface to listen on [env TIDINGS_HOST, 127.0.0.1]."),
+    port: int = typer.Option(None, help="Port [env TIDINGS_PORT, 8000]."),
+    no_workers: bool = typer.Option(False, "--no-workers", help="Serve the API only."),
+) -> None:
+    """Run the API and the workers in one process (SQLite by default)."""
+    import uvicorn
+
+    from tidings.app import StartupReport, build_app
+    from tidings.config import Settings
+    from tidings.logging import configure_logging
+
+    overrides: dict[str, Any] = {}
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    settings = Settings(**overrides)
+    configure_logging(settings.log_level)
+    report = StartupReport(announce=True)
+    application = asyncio.run(build_app(settings, run_workers=not no_workers, report=report))
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the workers only (dispatcher), sharing the database with API processes."""
+    from tidings.config import Settings
+    from tidings.logging import configure_logging
+    from tidings.worker import run_worker
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_worker(settings))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    from tidings.config import Settings
+    from tidings.store.database import Database
+
+    async def run() -> None:
+        db = Database(Settings().database_url)
+        try:
+            await db.upgrade()
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+    console.print("[green]database is up to date[/green]")
+
+
+def _client() -> httpx.Client:
+    url = os.environ.get("TIDINGS_URL", "http://127.0.0.1:8000")
+    key = os.environ.get("TIDINGS_API_KEY")
+    if not key:
+        console.print("[red]Set TIDINGS_API_KEY to the key the server printed at first start.")
+        raise typer.Exit(2)
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def _fail_on_error(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("message", response.text)
+        except ValueError:
+            message = response.text
+        console.print(f"[red]{response.status_code}: {message}")
+        raise typer.Exit(1)
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@app.command()
+def send(
+    to: str = typer.Option(None, "--to", help="Recipient email address."),
+    user: str = typer.Option(None, "--user", help="Recipient user id (its profile's email)."),
+    title: str = typer.Option(..., "--title", help="Subject."),
+    body: str = typer.Option(..., "--body", help="Body text; {{variables}} allowed."),
+    data: list[str] = typer.Option([], "--data", help="Template variable, key=value."),
+    attach: list[Path] = typer.Option([], "--attach", help="File to attach.", exists=True),
+    tag: list[str] = typer.Option([], "--tag", help="Tag (at most 3)."),
+    wait: bool = typer.Option(False, "--wait", help="Follow the message to SENT or a failure."),
+    timeout: float = typer.Option(120.0, help="With --wait: give up after this many seconds."),
+) -> None:
+    """Send one email through a running Tidings server (TIDINGS_URL, TIDINGS_API_KEY)."""
+    if bool(to) == bool(user):
+        console.print("[red]Give exactly one of --to EMAIL or --user ID.")
+        raise typer.Exit(2)
+    variables: dict[str, str] = {}
+    for item in data:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            console.print(f"[red]--data expects key=value, got {item!r}")
+            raise typer.Exit(2)
+        variables[key] = value
+    message: dict[str, Any] = {
+        "to": {"email": to} if to else {"user_id": user},
+        "content": {"title": title, "body": body},
+        "data": variables,
+    }
+    if tag:
+        message["metadata"] = {"tags": tag}
+    if attach:
+        message["providers"] = {
+            "mailgun": {
+                "override": {
+                    "attachment": [
+                        {
+                            "filename": path.name,
+                            "contentType": mimetypes.guess_type(path.name)[0]
+                            or "application/octet-stream",
+                            "data": base64.b64encode(path.read_bytes()).decode(),
+                        }
+                        for path in attach
+                    ]
+                }
+            }
+        }
+    with _client() as client:
+        answer = _fail_on_error(client.post("/send", json={"message": message}))
+        message_id = answer["requestId"]
+        out.print(message_id)
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            details = _fail_on_error(client.get(f"/messages/{message_id}"))
+            status = details["status"]
+            if status != last:
+                console.print(
+                    f"{status}" + (f": {details['error']}" if details.get("error") else "")
+                )
+                last = status
+            if status in FINAL:
+                if details.get("hint"):
+                    console.print(f"[yellow]hint:[/yellow] {details['hint']}")
+                raise typer.Exit(0 if status not in {"UNDELIVERABLE", "UNROUTABLE"} else 1)
+            time.sleep(0.5)
+        console.print("[red]still not sent: giving up waiting")
+        raise typer.Exit(1)
 
 
 def main() -> None:
-    app()
+    app(prog_name="tidings")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

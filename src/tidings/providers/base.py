@@ -3,7 +3,8 @@
 Workers build an :class:`OutgoingEmail` from a stored, rendered message, hand it to a
 provider's ``send`` and get back a :class:`SendOutcome` that says what to do next (done,
 retry at a time, give up). Webhook and Events API readers turn a provider's events into
-:class:`~tidings.domain.events.DeliveryEvent` values that the status merge in ``tidings.domain`` understands.
+:class:`~tidings.domain.events.DeliveryEvent` values that the status merge in
+``tidings.domain`` understands.
 Nothing here knows Mailgun's URLs or field names.
 """
 

@@ -1,0 +1,234 @@
+"""Courier's Messages API: list, details, history, output, cancel, resend."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+
+from tidings.domain.status import HistoryType, with_canceled, with_enqueued
+from tidings.errors import BadRequest, NotFound
+from tidings.ids import new_id
+from tidings.runtime import Runtime, runtime
+from tidings.store import facts as facts_codec
+from tidings.store import messages as store
+from tidings.store.clock import from_ms, to_ms, utcnow
+from tidings.store.tables import messages as messages_table
+
+router = APIRouter(prefix="/messages", tags=["messages"])
+
+
+def details(row: sa.Row[Any]) -> dict[str, Any]:
+    """Courier's MessageDetails, plus Tidings' own fields (requestId, hint, traceId)."""
+    return {
+        "id": row.id,
+        "status": row.status,
+        "enqueued": to_ms(row.enqueued),
+        "sent": to_ms(row.sent),
+        "delivered": to_ms(row.delivered),
+        "opened": to_ms(row.opened),
+        "clicked": to_ms(row.clicked),
+        "recipient": row.recipient or "",
+        "recipientEmail": row.recipient_email,
+        "event": row.event or "",
+        "notification": "",
+        "error": row.error,
+        "reason": row.reason,
+        "hint": row.hint,
+        "requestId": row.request_id,
+        "traceId": row.trace_id,
+    }
+
+
+def provider_entries(row: sa.Row[Any]) -> list[dict[str, Any]]:
+    if row.provider_id is None and row.provider_message_id is None:
+        return []
+    return [
+        {
+            "channel": {"key": "email", "name": "Email", "template": None},
+            "provider": "mailgun",
+            "integration": {"id": row.provider_id, "provider": "mailgun"},
+            "reference": row.provider_message_id,
+            "domain": row.provider_domain,
+            "status": row.status,
+            "sent": to_ms(row.sent),
+            "delivered": to_ms(row.delivered),
+            "error": row.error,
+        }
+    ]
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    return out or None
+
+
+async def _row(rt: Runtime, message_id: str) -> sa.Row[Any]:
+    async with rt.db.read() as conn:
+        row = await store.get(conn, message_id)
+    if row is None:
+        raise NotFound()
+    return row
+
+
+@router.get("")
+async def list_messages(
+    rt: Runtime = Depends(runtime),
+    cursor: str | None = None,
+    message_id: list[str] | None = Query(default=None, alias="messageId"),
+    recipient: str | None = None,
+    status: list[str] | None = Query(default=None),
+    tag: list[str] | None = Query(default=None),
+    tags: list[str] | None = Query(default=None),
+    provider: list[str] | None = Query(default=None),
+    trace_id: str | None = Query(default=None, alias="traceId"),
+    enqueued_after: str | None = None,
+    event: str | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+) -> dict[str, Any]:
+    after: datetime | None = None
+    if enqueued_after:
+        try:
+            after = (
+                from_ms(int(enqueued_after))
+                if enqueued_after.isdigit()
+                else datetime.fromisoformat(enqueued_after.replace("Z", "+00:00"))
+            )
+        except ValueError:
+            raise BadRequest("enqueued_after must be epoch milliseconds or ISO 8601") from None
+    providers = _split(provider)
+    flt = store.MessageFilter(
+        message_ids=_split(message_id),
+        recipient=recipient,
+        statuses=_split(status),
+        tags=_split([*(tag or []), *(tags or [])]),
+        trace_id=trace_id,
+        provider=providers[0] if providers else None,
+        event=event,
+        enqueued_after=after,
+    )
+    try:
+        async with rt.db.read() as conn:
+            rows, next_cursor = await store.search(conn, flt, cursor=cursor, limit=limit)
+    except (ValueError, TypeError):
+        raise BadRequest("cursor is not valid") from None
+    return {
+        "paging": {"cursor": next_cursor, "more": next_cursor is not None},
+        "results": [details(r) for r in rows],
+    }
+
+
+@router.get("/{message_id}")
+async def get_message(message_id: str, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    row = await _row(rt, message_id)
+    return {**details(row), "providers": provider_entries(row)}
+
+
+def history_item(entry: sa.Row[Any]) -> dict[str, Any]:
+    return {**entry.data, "type": entry.type, "ts": to_ms(entry.ts)}
+
+
+@router.get("/{message_id}/history")
+async def get_history(
+    message_id: str, rt: Runtime = Depends(runtime), type: str | None = None
+) -> dict[str, Any]:
+    async with rt.db.read() as conn:
+        if await store.get(conn, message_id) is None:
+            raise NotFound()
+        entries = await store.history_of(conn, message_id, type)
+    return {"results": [history_item(e) for e in entries]}
+
+
+@router.get("/{message_id}/output")
+async def get_output(message_id: str, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    row = await _row(rt, message_id)
+    if not row.rendered:
+        return {"results": []}
+    rendered = row.rendered
+    return {
+        "results": [
+            {
+                "channel": "email",
+                "channel_id": row.provider_id or "email",
+                "content": {
+                    "subject": rendered.get("subject"),
+                    "title": rendered.get("subject"),
+                    "body": rendered.get("text"),
+                    "html": rendered.get("html"),
+                    "text": rendered.get("text"),
+                    "blocks": rendered.get("blocks", []),
+                },
+            }
+        ]
+    }
+
+
+@router.post("/{message_id}/cancel")
+async def cancel_message(message_id: str, rt: Runtime = Depends(runtime)) -> JSONResponse:
+    """Cancel a message that no worker is sending yet (200); 409 once it is too late."""
+    now = utcnow()
+    async with rt.db.write() as conn:
+        row = await store.get(conn, message_id)
+        if row is None:
+            raise NotFound()
+        result = await conn.execute(
+            messages_table.update()
+            .where(
+                messages_table.c.id == message_id,
+                messages_table.c.queued.is_(True),
+                messages_table.c.attempts == 0,
+                sa.or_(messages_table.c.lease_until.is_(None), messages_table.c.lease_until < now),
+            )
+            .values(queued=False)
+        )
+        if result.rowcount:
+            facts = with_canceled(facts_codec.load(row.facts), now)
+            await store.update(conn, message_id, **facts_codec.columns(facts))
+            await store.add_history(conn, message_id, HistoryType.CANCELED.value, {}, ts=now)
+        row = await store.get(conn, message_id)
+    assert row is not None
+    return JSONResponse(details(row), status_code=200 if result.rowcount else 409)
+
+
+@router.post("/{message_id}/resend")
+async def resend_message(message_id: str, rt: Runtime = Depends(runtime)) -> dict[str, str]:
+    """Send the same message again to the same recipient, as a new message."""
+    row = await _row(rt, message_id)
+    now = utcnow()
+    new_message_id = new_id()
+    async with rt.db.write() as conn:
+        tags = await store.tags_of(conn, message_id)
+        expires_at = now + (row.expires_at - row.enqueued) if row.expires_at else None
+        await store.insert(
+            conn,
+            [
+                store.NewMessage(
+                    id=new_message_id,
+                    request_id=new_message_id,
+                    recipient=row.recipient,
+                    recipient_email=row.recipient_email,
+                    user_id=row.user_id,
+                    payload=row.payload,
+                    tags=tags,
+                    trace_id=row.trace_id,
+                    event=row.event,
+                    next_attempt_at=now,
+                    expires_at=expires_at,
+                    facts=facts_codec.dump(with_enqueued(facts_codec.load(None), now)),
+                )
+            ],
+            [
+                store.HistoryEntry(
+                    type=HistoryType.ENQUEUED.value,
+                    ts=now,
+                    data={"request_id": new_message_id, "resend_of": message_id},
+                )
+            ],
+        )
+    rt.wake()
+    return {"messageId": new_message_id}

@@ -1,0 +1,254 @@
+"""``POST /send``: validate, commit one message per recipient, answer 202 after the commit.
+
+Idempotency follows Courier: the first answer to a key is stored with the messages, in the
+same transaction, and replayed for every later request with that key until it expires.
+Nothing is stored for a request that fails validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy.exc import IntegrityError
+
+from tidings.api.errors import describe_validation, error_response
+from tidings.api.schemas import EmailOverride, MailgunOverride, MessageIn, SendRequest
+from tidings.domain.content import parse_content
+from tidings.domain.errors import ValidationError
+from tidings.domain.recipients import Recipient, parse_recipients
+from tidings.domain.status import HistoryType, with_enqueued
+from tidings.errors import BadRequest, PayloadTooLarge
+from tidings.ids import new_id
+from tidings.render.email import check_content
+from tidings.runtime import Runtime, runtime
+from tidings.store import facts as facts_codec
+from tidings.store import idempotency
+from tidings.store import messages as store
+from tidings.store.clock import from_ms, utcnow
+
+router = APIRouter(tags=["send"])
+
+MAX_BODY_BYTES = 6 * 1024 * 1024  # Courier's cap on a request body
+IDEMPOTENCY_MIN = timedelta(hours=24)
+_DURATION = TypeAdapter(timedelta)
+_DATETIME = TypeAdapter(datetime)
+
+
+def _when(value: str, path: str) -> datetime:
+    try:
+        at = _DATETIME.validate_python(value)
+    except PydanticValidationError:
+        raise BadRequest(f"{path} is not an ISO 8601 date and time") from None
+    if at.tzinfo is None:
+        raise BadRequest(f"{path} needs a time zone (e.g. 2026-01-01T09:00:00Z)")
+    return at
+
+
+def _idempotency_expiry(header: str | None, now: datetime) -> datetime:
+    if not header:
+        return now + IDEMPOTENCY_MIN
+    try:
+        at = from_ms(float(header)) if header.strip().isdigit() else _when(header, "")
+    except (BadRequest, ValueError, OverflowError):
+        raise BadRequest(
+            "x-idempotency-expiration must be epoch milliseconds or an ISO 8601 date"
+        ) from None
+    return max(at, now + IDEMPOTENCY_MIN)
+
+
+def _not_before(msg: MessageIn, now: datetime) -> datetime:
+    at = now
+    if msg.delay and msg.delay.duration:
+        at = now + timedelta(milliseconds=msg.delay.duration)
+    if msg.delay and msg.delay.until:
+        at = max(at, _when(msg.delay.until, "message.delay.until"))
+    return at
+
+
+def _expires_at(msg: MessageIn, now: datetime, default_timeout_ms: int) -> datetime:
+    """The moment after which Tidings stops trying: the earliest of ``expiry`` and
+    ``timeout.message`` (Courier's default 72 hours)."""
+    timeout_ms = msg.timeout.message if msg.timeout and msg.timeout.message else default_timeout_ms
+    limits = [now + timedelta(milliseconds=timeout_ms)]
+    if msg.expiry and msg.expiry.expires_at:
+        limits.append(_when(msg.expiry.expires_at, "message.expiry.expires_at"))
+    if msg.expiry and msg.expiry.expires_in is not None:
+        raw = msg.expiry.expires_in
+        if isinstance(raw, int) or (isinstance(raw, str) and raw.isdigit()):
+            limits.append(now + timedelta(milliseconds=int(raw)))
+        else:
+            try:
+                limits.append(now + _DURATION.validate_python(raw))
+            except PydanticValidationError:
+                raise BadRequest(
+                    "message.expiry.expires_in must be milliseconds or an ISO 8601 duration"
+                ) from None
+    return min(limits)
+
+
+def _check_attachments(msg: MessageIn) -> None:
+    """Validate every attachment now: a bad one is the sender's error, not a failed send."""
+    providers = msg.providers or {}
+    spec = providers.get("mailgun")
+    if spec and spec.override:
+        try:
+            MailgunOverride.model_validate(spec.override)
+        except PydanticValidationError as exc:
+            raise BadRequest(
+                _prefixed(exc, ("message", "providers", "mailgun", "override"))
+            ) from None
+    channels = msg.channels or {}
+    email = channels.get("email")
+    if email and email.override:
+        try:
+            EmailOverride.model_validate(email.override)
+        except PydanticValidationError as exc:
+            raise BadRequest(_prefixed(exc, ("message", "channels", "email", "override"))) from None
+
+
+def _prefixed(exc: PydanticValidationError, prefix: tuple[str, ...]) -> str:
+    return describe_validation([{**e, "loc": (*prefix, *e["loc"])} for e in exc.errors()])
+
+
+def _payload(msg: MessageIn, recipient: Recipient, raw_to: dict[str, Any]) -> dict[str, Any]:
+    data = dict(msg.data or {})
+    data.update(recipient.data or {})
+    providers = msg.providers or {}
+    channels = msg.channels or {}
+    mailgun = providers.get("mailgun")
+    email = channels.get("email")
+    return {
+        "to": raw_to,
+        "content": msg.content,
+        "data": data,
+        "mailgun_override": (mailgun.override if mailgun else None) or {},
+        "email_override": (email.override if email else None) or {},
+        "metadata": msg.metadata.model_dump(exclude_none=True) if msg.metadata else {},
+        "brand_id": msg.brand_id,
+    }
+
+
+def validate_message(msg: MessageIn) -> list[Recipient]:
+    if msg.template is not None:
+        raise BadRequest(
+            "message.template: stored templates are not supported yet; send message.content"
+        )
+    if msg.content is None:
+        raise BadRequest("message.content is required")
+    if msg.to is None:
+        raise BadRequest("message.to is required")
+    try:
+        check_content(parse_content(msg.content, "message.content"))
+        recipients = parse_recipients(msg.to, "message.to")
+    except ValidationError as exc:
+        raise BadRequest(str(exc)) from None
+    _check_attachments(msg)
+    return recipients
+
+
+@router.post("/send", status_code=202)
+async def send(
+    request: Request,
+    rt: Runtime = Depends(runtime),
+    idempotency_key: str | None = Header(default=None),
+    x_idempotency_expiration: str | None = Header(default=None),
+) -> JSONResponse:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES // (1024 * 1024)} MB")
+    try:
+        body = SendRequest.model_validate_json(raw or b"null")
+    except PydanticValidationError as exc:
+        raise BadRequest(describe_validation(exc.errors())) from None
+    msg = body.message
+    now = utcnow()
+    request_hash = hashlib.sha256(raw).hexdigest()
+    if idempotency_key:
+        async with rt.db.read() as conn:
+            stored = await idempotency.find(conn, idempotency_key)
+        if stored is not None:
+            return _replay(stored, request_hash)
+    recipients = validate_message(msg)
+    not_before = _not_before(msg, now)
+    expires_at = _expires_at(msg, now, rt.settings.message_timeout_ms)
+    key_expiry = _idempotency_expiry(x_idempotency_expiration, now) if idempotency_key else None
+
+    ids = [new_id() for _ in recipients]
+    raw_list = msg.to if isinstance(msg.to, list) else [msg.to or {}]
+    request_id = ids[0] if len(ids) == 1 else new_id("req_")
+    metadata = msg.metadata
+    facts = facts_codec.dump(with_enqueued(facts_codec.load(None), now))
+    new = [
+        store.NewMessage(
+            id=message_id,
+            request_id=request_id,
+            recipient=r.user_id or r.email,
+            recipient_email=r.email,
+            user_id=r.user_id,
+            payload=_payload(msg, r, raw_to),
+            tags=list(metadata.tags or []) if metadata else [],
+            trace_id=metadata.trace_id if metadata else None,
+            event=metadata.event if metadata else None,
+            next_attempt_at=not_before,
+            expires_at=expires_at,
+            facts=facts,
+        )
+        for message_id, r, raw_to in zip(ids, recipients, raw_list, strict=True)
+    ]
+    first = [
+        store.HistoryEntry(
+            type=HistoryType.ENQUEUED.value,
+            ts=now,
+            data={
+                "request_id": request_id,
+                "recipient": m.recipient,
+                "not_before": not_before.isoformat() if not_before > now else None,
+                "expires_at": expires_at.isoformat(),
+            },
+        )
+        for m in new
+    ]
+    answer = {"requestId": request_id}
+    try:
+        async with rt.db.write() as conn:
+            if idempotency_key:
+                stored = await idempotency.find(conn, idempotency_key)
+                if stored is not None:
+                    return _replay(stored, request_hash)
+                assert key_expiry is not None
+                await idempotency.save(
+                    conn,
+                    idempotency_key,
+                    request_hash=request_hash,
+                    status_code=202,
+                    body=answer,
+                    expires_at=key_expiry,
+                )
+            await store.insert(conn, new, first)
+    except IntegrityError:
+        # Another request with the same key committed first (PostgreSQL): replay its answer.
+        if not idempotency_key:
+            raise
+        async with rt.db.read() as conn:
+            stored = await idempotency.find(conn, idempotency_key)
+        if stored is None:
+            raise
+        return _replay(stored, request_hash)
+    rt.wake()
+    return JSONResponse(answer, status_code=202)
+
+
+def _replay(stored: idempotency.StoredAnswer, request_hash: str) -> JSONResponse:
+    if stored.request_hash != request_hash:
+        return error_response(
+            409,
+            "Idempotency-Key was already used with a different request body",
+            headers={"x-should-retry": "false"},
+        )
+    return JSONResponse(stored.body, status_code=stored.status_code)

@@ -1,0 +1,261 @@
+"""Wiring: the FastAPI app, its start-up (migrations, keys, providers, sandbox) and workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from fastapi import Depends, FastAPI
+
+from tidings import __version__
+from tidings.api import errors as api_errors
+from tidings.api import messages as messages_api
+from tidings.api import profiles as profiles_api
+from tidings.api import providers as providers_api
+from tidings.api import send as send_api
+from tidings.api.auth import KeyRing, require_api_key
+from tidings.config import Settings
+from tidings.providers.mailgun.client import MailgunClient, Timeouts
+from tidings.providers.settings import MailgunSettings
+from tidings.runtime import Runtime
+from tidings.store import api_keys, providers
+from tidings.store.database import Database
+from tidings.workers.dispatcher import Dispatcher
+
+log = structlog.get_logger("tidings")
+
+
+@dataclass
+class StartupReport:
+    """What start-up did, for the console: a generated key is shown here once, never stored."""
+
+    announce: bool = False
+    generated_api_key: str | None = None
+    sandbox_mode: bool = False
+    provider_origin: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+async def ensure_api_key(rt: Runtime, report: StartupReport) -> None:
+    """With no TIDINGS_API_KEY and no key yet, generate one; only its hash is stored."""
+    async with rt.db.write() as conn:
+        if rt.settings.api_key is None and await api_keys.count(conn) == 0:
+            key = api_keys.generate()
+            await api_keys.add(conn, key)
+            report.generated_api_key = key
+        hashes = await api_keys.hashes(conn)
+    configured = rt.settings.api_key.get_secret_value() if rt.settings.api_key else None
+    rt.keyring = KeyRing(configured, hashes)
+
+
+def env_provider_settings(settings: Settings) -> dict[str, Any] | None:
+    if not settings.mailgun_from_env:
+        return None
+    assert settings.mailgun_api_key is not None
+    raw: dict[str, Any] = {
+        "api_key": settings.mailgun_api_key.get_secret_value(),
+        "domain": settings.mailgun_domain,
+    }
+    if settings.mailgun_host:
+        raw["host"] = settings.mailgun_host
+    if settings.mailgun_from:
+        raw["from_address"] = settings.mailgun_from
+    if settings.mailgun_webhook_signing_key:
+        raw["webhook_signing_key"] = settings.mailgun_webhook_signing_key.get_secret_value()
+    return MailgunSettings.model_validate(raw).model_dump(mode="json", exclude_none=True)
+
+
+async def ensure_providers(rt: Runtime, report: StartupReport) -> None:
+    """The MAILGUN_* configuration (kept in step with the environment), else the sandbox one
+    when sandbox mode is on."""
+    from_env = env_provider_settings(rt.settings)
+    async with rt.db.write() as conn:
+        if from_env is not None:
+            current = await providers.by_origin(conn, "env")
+            if current is None:
+                await providers.create(
+                    conn,
+                    provider="mailgun",
+                    settings=from_env,
+                    title="From MAILGUN_* variables",
+                    origin="env",
+                    is_default=None,
+                )
+            elif current.settings != from_env:
+                await providers.update(
+                    conn, current.id, settings=from_env, alias=current.alias, title=current.title
+                )
+            report.provider_origin = "env"
+        if rt.sandbox_mode:
+            from tidings.sandbox.settings import (
+                DEFAULT_API_KEY,
+                DEFAULT_DOMAIN,
+                DEFAULT_SIGNING_KEY,
+            )
+
+            sandbox_settings = {
+                "api_key": DEFAULT_API_KEY,
+                "domain": DEFAULT_DOMAIN,
+                "host": f"{rt.public_url.rstrip('/')}/sandbox",
+                "from_address": f"Tidings Sandbox <no-reply@{DEFAULT_DOMAIN}>",
+                "webhook_signing_key": DEFAULT_SIGNING_KEY,
+                "polling": "on",
+            }
+            current = await providers.by_origin(conn, "sandbox")
+            if current is None:
+                others = await providers.list_all(conn)
+                await providers.create(
+                    conn,
+                    provider="mailgun",
+                    settings=sandbox_settings,
+                    title="Sandbox (local, nothing leaves this machine)",
+                    origin="sandbox",
+                    is_default=not others,
+                )
+            elif current.settings.get("host") != sandbox_settings["host"]:
+                await providers.update(
+                    conn,
+                    current.id,
+                    settings={**current.settings, **sandbox_settings},
+                    alias=current.alias,
+                    title=current.title,
+                )
+            report.provider_origin = report.provider_origin or "sandbox"
+
+
+async def decide_sandbox_mode(settings: Settings, db: Database) -> bool:
+    if settings.sandbox is not None:
+        return settings.sandbox
+    if settings.mailgun_from_env:
+        return False
+    async with db.read() as conn:
+        stored = await providers.list_all(conn)
+    return not any(p.origin != "sandbox" for p in stored)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    run_workers: bool = True,
+    report: StartupReport | None = None,
+) -> FastAPI:
+    """The Tidings ASGI app. Start-up migrates the database, makes sure there is an API key
+    and a provider, mounts the sandbox in sandbox mode, and starts the workers."""
+    settings = settings or Settings()
+    report = report if report is not None else StartupReport()
+    db = Database(settings.database_url)
+    public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    rt = Runtime(settings=settings, db=db, keyring=KeyRing(None, []), public_url=public_url)
+    sandbox_holder: dict[str, Any] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await db.upgrade()
+        await ensure_api_key(rt, report)
+        if rt.sandbox_mode:
+            await sandbox_holder["sandbox"].start()
+        await ensure_providers(rt, report)
+        report.sandbox_mode = rt.sandbox_mode
+        if report.announce:
+            _announce(rt, report)
+        client = MailgunClient(
+            timeouts=Timeouts(
+                connect=10.0, read=settings.send_timeout_s, total=settings.send_timeout_s + 10
+            )
+        )
+        app.state.mailgun = client
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        if run_workers:
+            dispatcher = Dispatcher(rt, client)
+            tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
+        try:
+            yield
+        finally:
+            stop.set()
+            rt.wake()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            await client.close()
+            if rt.sandbox_mode:
+                await sandbox_holder["sandbox"].stop()
+            await db.close()
+
+    app = FastAPI(
+        title="Tidings",
+        version=__version__,
+        description="Courier-compatible notification delivery through Mailgun.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    api_errors.install(app)
+    protected = [Depends(require_api_key)]
+    app.include_router(send_api.router, dependencies=protected)
+    app.include_router(messages_api.router, dependencies=protected)
+    app.include_router(profiles_api.router, dependencies=protected)
+    app.include_router(providers_api.router, dependencies=protected)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "sandbox": rt.sandbox_mode}
+
+    # Sandbox mode is decided before serving (it needs the database), see `prepare`.
+    app.state.prepare = lambda sandbox: _mount_sandbox(app, rt, sandbox_holder, sandbox)
+    return app
+
+
+def _mount_sandbox(app: FastAPI, rt: Runtime, holder: dict[str, Any], enabled: bool) -> None:
+    rt.sandbox_mode = enabled
+    if not enabled:
+        return
+    from tidings.sandbox import Sandbox, SandboxSettings
+
+    sandbox = Sandbox(SandboxSettings())
+    holder["sandbox"] = sandbox
+    app.mount("/sandbox", sandbox.asgi(""))
+
+
+async def build_app(
+    settings: Settings | None = None,
+    *,
+    run_workers: bool = True,
+    report: StartupReport | None = None,
+) -> FastAPI:
+    """``create_app`` plus the sandbox-mode decision, which must be made before serving."""
+    settings = settings or Settings()
+    db = Database(settings.database_url)
+    try:
+        await db.upgrade()
+        enabled = await decide_sandbox_mode(settings, db)
+    finally:
+        await db.close()
+    app = create_app(settings, run_workers=run_workers, report=report)
+    app.state.prepare(enabled)
+    return app
+
+
+def _announce(rt: Runtime, report: StartupReport) -> None:
+    """Say plainly, once, how this server is set up (and the generated key, if any)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    console.print(
+        f"[bold]Tidings {__version__}[/bold] on {rt.public_url}  (database: {rt.db.dialect})"
+    )
+    if report.generated_api_key:
+        console.print(
+            "[yellow]No TIDINGS_API_KEY was set: generated one. It is shown this once; only "
+            "its hash is stored:[/yellow]"
+        )
+        console.print(f"    [bold]{report.generated_api_key}[/bold]")
+    if rt.sandbox_mode:
+        console.print(
+            "[cyan]Sandbox mode:[/cyan] no Mailgun account is configured, so email goes to the "
+            f"built-in Mailgun sandbox at {rt.public_url}/sandbox/ and never leaves this "
+            "machine. Set MAILGUN_API_KEY and MAILGUN_DOMAIN (or POST /providers) to send "
+            "for real."
+        )

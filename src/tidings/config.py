@@ -1,0 +1,71 @@
+"""Settings from the environment (pydantic-settings): the names are a contract, see DESIGN.md."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything Tidings reads from its environment.
+
+    ``TIDINGS_*`` configure the service; ``MAILGUN_*`` describe a default Mailgun provider so
+    that a deployment can be configured without calling the Providers API. With no Mailgun
+    configuration at all (neither variables nor a stored provider), ``tidings serve`` starts in
+    sandbox mode.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TIDINGS_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///tidings.db",
+        description="SQLAlchemy URL; a SQLite file in the working directory by default.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer token clients use. Unset: one is generated on first start.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="How Mailgun reaches this server; used to build webhook URLs.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    sandbox: bool | None = Field(
+        default=None,
+        description="Force sandbox mode on or off; unset: on when no Mailgun is configured.",
+    )
+    dispatch_batch: int = Field(default=64, ge=1, le=1000)
+    dispatch_concurrency: int = Field(default=32, ge=1, le=512)
+    dispatch_idle_s: float = Field(default=0.5, gt=0)
+    lease_s: float = Field(default=60.0, gt=0)
+    send_timeout_s: float = Field(default=30.0, gt=0)
+    retry_base_s: float = Field(default=2.0, gt=0, description="First retry backoff.")
+    retry_max_s: float = Field(default=3600.0, gt=0, description="Longest retry backoff.")
+    message_timeout_ms: int = Field(default=72 * 3600 * 1000, gt=0)
+    in_doubt_lag_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long Mailgun may take to show an event; an unanswered send is looked "
+        "up in its event log for this long before it is sent again.",
+    )
+    webhook_window_s: float = Field(default=900.0, gt=0)
+    log_level: str = "info"
+
+    mailgun_api_key: SecretStr | None = Field(default=None, validation_alias="MAILGUN_API_KEY")
+    mailgun_domain: str | None = Field(default=None, validation_alias="MAILGUN_DOMAIN")
+    mailgun_host: str | None = Field(default=None, validation_alias="MAILGUN_HOST")
+    mailgun_from: str | None = Field(default=None, validation_alias="MAILGUN_FROM")
+    mailgun_webhook_signing_key: SecretStr | None = Field(
+        default=None, validation_alias="MAILGUN_WEBHOOK_SIGNING_KEY"
+    )
+
+    @cached_property
+    def mailgun_from_env(self) -> bool:
+        return bool(self.mailgun_api_key and self.mailgun_domain)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

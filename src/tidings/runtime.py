@@ -1,0 +1,31 @@
+"""The live objects one Tidings process shares between its routes and workers."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from tidings.api.auth import KeyRing
+from tidings.config import Settings
+from tidings.store.database import Database
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    keyring: KeyRing
+    # Set when new work is committed so an idle dispatcher in this process wakes at once.
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    sandbox_mode: bool = False
+    public_url: str = "http://127.0.0.1:8000"
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt

@@ -1,0 +1,327 @@
+"""Messages, their tags and their history: the queue and the record of every step.
+
+A message row is the single source of truth for one (request, recipient). The dispatcher
+claims due rows with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one
+writer, so a plain conditional update is already exclusive).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tidings.store.clock import utcnow
+from tidings.store.tables import attempts, history, message_tags, messages
+
+
+@dataclass(slots=True)
+class NewMessage:
+    id: str
+    request_id: str
+    recipient: str | None
+    recipient_email: str | None
+    user_id: str | None
+    payload: dict[str, Any]
+    tags: list[str]
+    trace_id: str | None
+    event: str | None
+    next_attempt_at: datetime
+    expires_at: datetime | None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    type: str
+    ts: datetime
+    data: dict[str, Any]
+    event_key: str | None = None
+
+
+def _insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING`` in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+async def insert(
+    conn: AsyncConnection, new: list[NewMessage], first_history: list[HistoryEntry]
+) -> None:
+    """Insert messages with their tags and first history entries (one per message)."""
+    now = utcnow()
+    await conn.execute(
+        messages.insert(),
+        [
+            {
+                "id": m.id,
+                "request_id": m.request_id,
+                "recipient": m.recipient,
+                "recipient_email": m.recipient_email,
+                "user_id": m.user_id,
+                "status": "ENQUEUED",
+                "trace_id": m.trace_id,
+                "event": m.event,
+                "payload": m.payload,
+                "facts": m.facts,
+                "enqueued": now,
+                "queued": True,
+                "next_attempt_at": m.next_attempt_at,
+                "attempts": 0,
+                "in_doubt": False,
+                "expires_at": m.expires_at,
+            }
+            for m in new
+        ],
+    )
+    tag_rows = [{"message_id": m.id, "tag": t} for m in new for t in dict.fromkeys(m.tags)]
+    if tag_rows:
+        await conn.execute(message_tags.insert(), tag_rows)
+    await conn.execute(
+        history.insert(),
+        [
+            {"message_id": m.id, "ts": h.ts, "type": h.type, "data": h.data, "event_key": None}
+            for m, h in zip(new, first_history, strict=True)
+        ],
+    )
+
+
+async def get(conn: AsyncConnection, message_id: str) -> sa.Row[Any] | None:
+    return (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).first()
+
+
+async def get_many(conn: AsyncConnection, ids: list[str]) -> list[sa.Row[Any]]:
+    if not ids:
+        return []
+    return list(await conn.execute(sa.select(messages).where(messages.c.id.in_(ids))))
+
+
+async def tags_of(conn: AsyncConnection, message_id: str) -> list[str]:
+    rows = await conn.execute(
+        sa.select(message_tags.c.tag).where(message_tags.c.message_id == message_id)
+    )
+    return list(rows.scalars())
+
+
+async def by_request(conn: AsyncConnection, request_id: str) -> list[sa.Row[Any]]:
+    return list(
+        await conn.execute(
+            sa.select(messages).where(messages.c.request_id == request_id).order_by(messages.c.id)
+        )
+    )
+
+
+async def by_provider_message_id(
+    conn: AsyncConnection, provider_message_id: str, recipient: str | None
+) -> sa.Row[Any] | None:
+    query = sa.select(messages).where(messages.c.provider_message_id == provider_message_id)
+    if recipient:
+        query = query.where(sa.func.lower(messages.c.recipient_email) == recipient.lower())
+    return (await conn.execute(query.limit(1))).first()
+
+
+async def update(conn: AsyncConnection, message_id: str, **values: Any) -> None:
+    await conn.execute(messages.update().where(messages.c.id == message_id).values(**values))
+
+
+async def add_history(
+    conn: AsyncConnection,
+    message_id: str,
+    type_: str,
+    data: dict[str, Any],
+    *,
+    ts: datetime | None = None,
+    event_key: str | None = None,
+) -> bool:
+    """Append a history entry; with an ``event_key`` a repeat is ignored. True if added."""
+    row = {
+        "message_id": message_id,
+        "ts": ts or utcnow(),
+        "type": type_,
+        "data": data,
+        "event_key": event_key,
+    }
+    if event_key is None:
+        await conn.execute(history.insert().values(**row))
+        return True
+    result = await conn.execute(_insert_ignore(conn, history).values(**row))
+    return bool(result.rowcount)
+
+
+async def history_of(
+    conn: AsyncConnection, message_id: str, type_: str | None = None
+) -> list[sa.Row[Any]]:
+    query = sa.select(history).where(history.c.message_id == message_id)
+    if type_:
+        query = query.where(history.c.type == type_.upper())
+    return list(await conn.execute(query.order_by(history.c.ts, history.c.id)))
+
+
+async def claim_due(conn: AsyncConnection, *, owner: str, limit: int, lease_s: float) -> list[str]:
+    """Take up to ``limit`` due messages for ``owner`` until the lease runs out.
+
+    Due: queued, its time has come, and not leased by a live worker (an expired lease is
+    a worker that died: its message is taken over, flagged in doubt by the dispatcher if an
+    attempt had started)."""
+    now = utcnow()
+    due = (
+        sa.select(messages.c.id)
+        .where(
+            messages.c.queued.is_(True),
+            messages.c.next_attempt_at <= now,
+            sa.or_(messages.c.lease_until.is_(None), messages.c.lease_until < now),
+        )
+        .order_by(messages.c.next_attempt_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    ids = list((await conn.execute(due)).scalars())
+    if not ids:
+        return []
+    await conn.execute(
+        messages.update()
+        .where(messages.c.id.in_(ids))
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s))
+    )
+    return ids
+
+
+async def next_due_at(conn: AsyncConnection) -> datetime | None:
+    value = await conn.scalar(
+        sa.select(messages.c.next_attempt_at)
+        .where(messages.c.queued.is_(True))
+        .order_by(messages.c.next_attempt_at)
+        .limit(1)
+    )
+    return value if isinstance(value, datetime) else None
+
+
+async def release(conn: AsyncConnection, owner: str) -> None:
+    """Give back every lease ``owner`` holds (graceful shutdown)."""
+    await conn.execute(
+        messages.update()
+        .where(messages.c.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+    )
+
+
+async def start_attempt(
+    conn: AsyncConnection, message_id: str, number: int, base_url: str, request: dict[str, Any]
+) -> int:
+    result = await conn.execute(
+        attempts.insert().values(
+            message_id=message_id,
+            number=number,
+            base_url=base_url,
+            started_at=utcnow(),
+            request=request,
+        )
+    )
+    pk = result.inserted_primary_key
+    assert pk is not None
+    return int(pk[0])
+
+
+async def finish_attempt(conn: AsyncConnection, attempt_id: int, **values: Any) -> None:
+    await conn.execute(
+        attempts.update().where(attempts.c.id == attempt_id).values(finished_at=utcnow(), **values)
+    )
+
+
+async def attempts_of(conn: AsyncConnection, message_id: str) -> list[sa.Row[Any]]:
+    return list(
+        await conn.execute(
+            sa.select(attempts).where(attempts.c.message_id == message_id).order_by(attempts.c.id)
+        )
+    )
+
+
+async def open_attempt(conn: AsyncConnection, message_id: str) -> sa.Row[Any] | None:
+    """The newest attempt that started and never got an answer, if any."""
+    return (
+        await conn.execute(
+            sa.select(attempts)
+            .where(attempts.c.message_id == message_id, attempts.c.finished_at.is_(None))
+            .order_by(attempts.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+
+
+# -- listing -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    message_ids: list[str] | None = None
+    recipient: str | None = None
+    statuses: list[str] | None = None
+    tags: list[str] | None = None
+    trace_id: str | None = None
+    provider: str | None = None
+    event: str | None = None
+    enqueued_after: datetime | None = None
+
+
+def encode_cursor(enqueued: datetime, message_id: str) -> str:
+    raw = json.dumps([enqueued.isoformat(), message_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    enqueued, message_id = json.loads(raw)
+    return datetime.fromisoformat(enqueued), str(message_id)
+
+
+async def search(
+    conn: AsyncConnection, flt: MessageFilter, *, cursor: str | None, limit: int
+) -> tuple[list[sa.Row[Any]], str | None]:
+    """Newest first; returns a page and the cursor of the next one (None at the end)."""
+    query = sa.select(messages)
+    if flt.message_ids:
+        query = query.where(messages.c.id.in_(flt.message_ids))
+    if flt.recipient:
+        query = query.where(
+            sa.or_(
+                messages.c.recipient == flt.recipient,
+                sa.func.lower(messages.c.recipient_email) == flt.recipient.lower(),
+            )
+        )
+    if flt.statuses:
+        query = query.where(messages.c.status.in_([s.upper() for s in flt.statuses]))
+    if flt.tags:
+        tagged = sa.select(message_tags.c.message_id).where(message_tags.c.tag.in_(flt.tags))
+        query = query.where(messages.c.id.in_(tagged))
+    if flt.trace_id:
+        query = query.where(messages.c.trace_id == flt.trace_id)
+    if flt.provider:
+        query = query.where(
+            sa.or_(messages.c.provider_id == flt.provider, sa.literal(flt.provider) == "mailgun")
+        )
+    if flt.event:
+        query = query.where(messages.c.event == flt.event)
+    if flt.enqueued_after:
+        query = query.where(messages.c.enqueued > flt.enqueued_after)
+    if cursor:
+        at, last_id = decode_cursor(cursor)
+        query = query.where(
+            sa.or_(
+                messages.c.enqueued < at,
+                sa.and_(messages.c.enqueued == at, messages.c.id < last_id),
+            )
+        )
+    query = query.order_by(messages.c.enqueued.desc(), messages.c.id.desc()).limit(limit + 1)
+    rows = list(await conn.execute(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].enqueued, rows[-1].id) if more and rows else None
+    return rows, next_cursor

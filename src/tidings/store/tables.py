@@ -1,0 +1,256 @@
+"""The schema: every table Tidings keeps, as SQLAlchemy Core metadata (Alembic migrates it).
+
+Times are stored as timezone-aware UTC datetimes. JSON columns hold documents that are read
+whole (payloads, settings, history data); anything filtered on has its own column.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone: it is put back on read)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+TS = UTCDateTime()
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key_hash", sa.String(128), nullable=False, unique=True),
+    sa.Column("last4", sa.String(4), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+providers = sa.Table(
+    "providers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("alias", sa.String(200), nullable=True, unique=True),
+    sa.Column("title", sa.String(200), nullable=True),
+    sa.Column("settings", sa.JSON, nullable=False),
+    # The secret part of this configuration's webhook URL: unguessable, never reused.
+    sa.Column("webhook_token", sa.String(64), nullable=False, unique=True),
+    sa.Column("is_default", sa.Boolean, nullable=False, default=False),
+    sa.Column("origin", sa.String(16), nullable=False, default="api"),  # api | env | sandbox
+    sa.Column("created", TS, nullable=False),
+    sa.Column("updated", TS, nullable=False),
+)
+
+profiles = sa.Table(
+    "profiles",
+    metadata,
+    sa.Column("user_id", sa.String(256), primary_key=True),
+    sa.Column("profile", sa.JSON, nullable=False),
+    sa.Column("preferences", sa.JSON, nullable=False),
+    sa.Column("updated", TS, nullable=False),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("request_id", sa.String(40), nullable=False, index=True),
+    sa.Column("recipient", sa.String(320), nullable=True),  # user_id, else email
+    sa.Column("recipient_email", sa.String(320), nullable=True, index=True),
+    sa.Column("user_id", sa.String(256), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("reason", sa.String(32), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("hint", sa.Text, nullable=True),
+    sa.Column("trace_id", sa.String(200), nullable=True, index=True),
+    sa.Column("event", sa.String(200), nullable=True),
+    sa.Column("provider_id", sa.String(64), nullable=True),
+    sa.Column("provider_domain", sa.String(256), nullable=True),
+    sa.Column("provider_message_id", sa.String(320), nullable=True, index=True),
+    # What /send accepted for this recipient: content, data, overrides, attachments.
+    sa.Column("payload", sa.JSON, nullable=False),
+    # Status facts (see tidings.domain.status): each set from an event's own timestamp.
+    sa.Column("facts", sa.JSON, nullable=False),
+    sa.Column("enqueued", TS, nullable=False, index=True),
+    sa.Column("sent", TS, nullable=True),
+    sa.Column("delivered", TS, nullable=True),
+    sa.Column("opened", TS, nullable=True),
+    sa.Column("clicked", TS, nullable=True),
+    # The queue: a message is due when queued and next_attempt_at has passed; a worker that
+    # claims it holds a lease until lease_until.
+    sa.Column("queued", sa.Boolean, nullable=False, default=True),
+    sa.Column("next_attempt_at", TS, nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", TS, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("in_doubt", sa.Boolean, nullable=False, default=False),
+    sa.Column("expires_at", TS, nullable=True),
+    sa.Column("rendered", sa.JSON, nullable=True),
+    sa.Index("ix_messages_due", "queued", "next_attempt_at"),
+)
+
+message_tags = sa.Table(
+    "message_tags",
+    metadata,
+    sa.Column(
+        "message_id",
+        sa.String(40),
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("tag", sa.String(128), primary_key=True, index=True),
+)
+
+history = sa.Table(
+    "history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "message_id",
+        sa.String(40),
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("ts", TS, nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    # The provider's identity of an event, so that an event is recorded once however often it
+    # arrives (webhook and polling both).
+    sa.Column("event_key", sa.String(200), nullable=True),
+    sa.UniqueConstraint("message_id", "event_key", name="uq_history_message_event"),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "message_id",
+        sa.String(40),
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("base_url", sa.String(300), nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("finished_at", TS, nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=True),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("request", sa.JSON, nullable=True),
+    sa.Column("response", sa.Text, nullable=True),
+    sa.Column("duration_ms", sa.Float, nullable=True),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("expires_at", TS, nullable=False, index=True),
+)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("address", sa.String(320), primary_key=True),  # lower-cased
+    sa.Column("reason", sa.String(32), nullable=False),  # bounce | complaint | unsubscribe
+    sa.Column("code", sa.Integer, nullable=True),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("message_id", sa.String(40), nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+unmatched_events = sa.Table(
+    "unmatched_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("provider_id", sa.String(64), nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("recipient", sa.String(320), nullable=True),
+    sa.Column("provider_message_id", sa.String(320), nullable=True),
+    sa.Column("received_at", TS, nullable=False, index=True),
+    sa.Column("source", sa.String(16), nullable=False),  # webhook | poll
+    sa.Column("raw", sa.JSON, nullable=False),
+)
+
+webhook_tokens = sa.Table(
+    "webhook_tokens",
+    metadata,
+    # A signed webhook's token is accepted once; kept a little longer than the freshness window.
+    sa.Column("token", sa.String(128), primary_key=True),
+    sa.Column("seen_at", TS, nullable=False, index=True),
+)
+
+poll_cursors = sa.Table(
+    "poll_cursors",
+    metadata,
+    sa.Column("key", sa.String(400), primary_key=True),  # base_url + domain
+    sa.Column("settled_until", TS, nullable=False),
+    sa.Column("last_webhook_at", TS, nullable=True),
+    sa.Column("updated", TS, nullable=False),
+)
+
+status_endpoints = sa.Table(
+    "status_endpoints",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("secret", sa.String(128), nullable=True),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("created", TS, nullable=False),
+)
+
+status_deliveries = sa.Table(
+    "status_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "endpoint_id",
+        sa.String(40),
+        sa.ForeignKey("status_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("message_id", sa.String(40), nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", TS, nullable=True, index=True),
+    sa.Column("delivered_at", TS, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created", TS, nullable=False),
+)

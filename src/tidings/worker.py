@@ -1,0 +1,37 @@
+"""``tidings worker``: the background workers without the HTTP API (scale-out)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+
+from tidings.api.auth import KeyRing
+from tidings.config import Settings
+from tidings.providers.mailgun.client import MailgunClient, Timeouts
+from tidings.runtime import Runtime
+from tidings.store.database import Database
+from tidings.workers.dispatcher import Dispatcher
+
+log = structlog.get_logger("tidings.worker")
+
+
+async def run_worker(settings: Settings) -> None:
+    db = Database(settings.database_url)
+    await db.upgrade()
+    rt = Runtime(settings=settings, db=db, keyring=KeyRing(None, []))
+    client = MailgunClient(
+        timeouts=Timeouts(
+            connect=10.0, read=settings.send_timeout_s, total=settings.send_timeout_s + 10
+        )
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await Dispatcher(rt, client).run(stop)
+    finally:
+        await client.close()
+        await db.close()

@@ -1,0 +1,132 @@
+"""From a stored message to what a provider sends: recipient, rendered email, configuration.
+
+Pure functions over the message's payload (what ``/send`` accepted), the stored profile and
+the stored provider settings; the dispatcher does the I/O around them.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from tidings.domain.content import parse_content
+from tidings.domain.recipients import parse_recipient
+from tidings.providers.base import Attachment, OutgoingEmail, ProviderConfig
+from tidings.providers.settings import MailgunSettings, base_url_for
+from tidings.render.email import RenderedEmail, apply_overrides, render_email
+from tidings.render.templating import RenderContext
+
+
+class ComposeError(Exception):
+    """The message cannot be sent as given (shown in its history, never retried)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The recipient as this send sees them: stored profile merged with inline fields."""
+
+    email: str | None
+    profile: dict[str, Any]
+
+
+def resolve_recipient(payload: dict[str, Any], stored_profile: dict[str, Any] | None) -> Resolved:
+    recipient = parse_recipient(payload.get("to") or {}, "message.to")
+    profile = dict(stored_profile or {})
+    profile.update(recipient.profile_overrides())
+    email = profile.get("email")
+    return Resolved(email=email if isinstance(email, str) and email else None, profile=profile)
+
+
+def render(payload: dict[str, Any], resolved: Resolved) -> RenderedEmail:
+    content = parse_content(payload.get("content"), "message.content")
+    context = RenderContext(data=payload.get("data") or {}, profile=resolved.profile)
+    rendered = render_email(content, context)
+    override = payload.get("email_override") or {}
+    if any(override.get(k) is not None for k in ("subject", "html", "text")):
+        rendered = apply_overrides(
+            rendered,
+            context,
+            subject=override.get("subject"),
+            html=override.get("html"),
+            text=override.get("text"),
+        )
+    return rendered
+
+
+def provider_config(settings: dict[str, Any], payload: dict[str, Any]) -> ProviderConfig:
+    """The stored configuration with this message's ``override.config`` applied."""
+    base = MailgunSettings.model_validate(settings).to_config()
+    config = (payload.get("mailgun_override") or {}).get("config") or {}
+    host = config.get("host")
+    return ProviderConfig(
+        api_key=config.get("apiKey") or config.get("api_key") or base.api_key,
+        domain=config.get("domain") or base.domain,
+        base_url=base_url_for(host) if host else base.base_url,
+        from_address=config.get("fromAddress") or config.get("from_address") or base.from_address,
+        webhook_signing_key=base.webhook_signing_key,
+        proxy_url=base.proxy_url,
+    )
+
+
+def _list(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(str(v) for v in value)
+
+
+def _attachments(items: list[dict[str, Any]] | None) -> list[Attachment]:
+    out = []
+    for item in items or []:
+        out.append(
+            Attachment(
+                filename=item["filename"],
+                content_type=item.get("contentType")
+                or item.get("content_type")
+                or "application/octet-stream",
+                data=base64.b64decode(item["data"]),
+            )
+        )
+    return out
+
+
+def outgoing(
+    message_id: str,
+    payload: dict[str, Any],
+    resolved: Resolved,
+    rendered: RenderedEmail,
+    config: ProviderConfig,
+    tags: list[str],
+) -> OutgoingEmail:
+    if resolved.email is None:
+        raise ComposeError("the recipient has no email address")
+    email_override = payload.get("email_override") or {}
+    mailgun_override = payload.get("mailgun_override") or {}
+    tracking = email_override.get("tracking") or {}
+    from_address = (
+        email_override.get("from") or config.from_address or f"Tidings <no-reply@{config.domain}>"
+    )
+    return OutgoingEmail(
+        tidings_id=message_id,
+        from_address=from_address,
+        to=resolved.email,
+        subject=rendered.subject,
+        html=rendered.html or None,
+        text=rendered.text or None,
+        cc=_list(email_override.get("cc")),
+        bcc=_list(email_override.get("bcc")),
+        reply_to=email_override.get("reply_to"),
+        tags=tuple(tags),
+        attachments=tuple(
+            [
+                *_attachments(email_override.get("attachments")),
+                *_attachments(mailgun_override.get("attachment")),
+                *_attachments(mailgun_override.get("attachments")),
+            ]
+        ),
+        track_opens=tracking.get("open"),
+        track_clicks=tracking.get("click"),
+        provider_body=dict(mailgun_override.get("body") or {}),
+    )

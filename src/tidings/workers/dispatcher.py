@@ -1,0 +1,557 @@
+"""The dispatcher: claims due messages, renders them, sends them, records what happened.
+
+Each message is handled under a lease. An attempt is written (and committed) before the
+provider is called, and its answer after; an attempt left without an answer (a worker died,
+or the connection broke after the request was written) is *in doubt*, and is looked up in
+Mailgun's event log by the Tidings id before anything is sent again, so that a recipient
+gets one email, not two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from tidings.domain.errors import ValidationError
+from tidings.domain.status import (
+    HistoryType,
+    Reason,
+    with_failure,
+    with_sent,
+    with_unroutable,
+)
+from tidings.ids import new_id
+from tidings.providers.base import OutcomeKind, ProviderConfig, RequestRecord, SendOutcome
+from tidings.providers.mailgun.client import MailgunClient
+from tidings.providers.mailgun.errors import PayloadError
+from tidings.providers.mailgun.lookup import find_sent
+from tidings.providers.mailgun.payload import build_request, redact
+from tidings.render.email import RenderedEmail
+from tidings.render.errors import RenderError
+from tidings.runtime import Runtime
+from tidings.store import facts as facts_codec
+from tidings.store import messages as store
+from tidings.store import profiles, providers, suppressions
+from tidings.store.clock import utcnow
+from tidings.workers import compose
+from tidings.workers.ratelimit import RateLimiter
+
+log = structlog.get_logger("tidings.dispatcher")
+
+
+class Dispatcher:
+    def __init__(self, rt: Runtime, client: MailgunClient) -> None:
+        self.rt = rt
+        self.client = client
+        self.owner = new_id("wrk_")
+        self.settings = rt.settings
+        self.limiter = RateLimiter()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(self.settings.dispatch_concurrency)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("dispatcher started", owner=self.owner)
+        try:
+            while not stop.is_set():
+                claimed = await self._claim()
+                if claimed:
+                    for message_id in claimed:
+                        await self._slots.acquire()
+                        task = asyncio.create_task(self._guarded(message_id))
+                        self._inflight.add(task)
+                        task.add_done_callback(self._inflight.discard)
+                    continue
+                await self._idle(stop)
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop claiming; let in-flight sends finish (bounded), then give back the leases."""
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=self.settings.send_timeout_s + 5)
+        for task in list(self._inflight):
+            task.cancel()
+        async with self.rt.db.write() as conn:
+            await store.release(conn, self.owner)
+        log.info("dispatcher stopped", owner=self.owner)
+
+    async def _claim(self) -> list[str]:
+        free = self._slots._value  # claim no more than there are free slots to work on
+        if free <= 0:
+            await asyncio.sleep(0.005)
+            return []
+        async with self.rt.db.write() as conn:
+            return await store.claim_due(
+                conn,
+                owner=self.owner,
+                limit=min(free, self.settings.dispatch_batch),
+                lease_s=self.settings.lease_s,
+            )
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        async with self.rt.db.read() as conn:
+            due = await store.next_due_at(conn)
+        timeout = self.settings.dispatch_idle_s
+        if due is not None:
+            timeout = max(0.0, min(timeout, (due - utcnow()).total_seconds()))
+        self.rt.wakeup.clear()
+        waiter = asyncio.create_task(self.rt.wakeup.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for task in (waiter, stopper):
+            task.cancel()
+
+    async def _guarded(self, message_id: str) -> None:
+        try:
+            await self.process(message_id)
+        except Exception:
+            log.exception("dispatch failed; retrying later", message_id=message_id)
+            with contextlib.suppress(Exception):
+                async with self.rt.db.write() as conn:
+                    await store.update(
+                        conn,
+                        message_id,
+                        next_attempt_at=utcnow() + timedelta(seconds=self.settings.retry_base_s),
+                        lease_owner=None,
+                        lease_until=None,
+                    )
+        finally:
+            self._slots.release()
+
+    # -- one message --------------------------------------------------------------------
+
+    async def process(self, message_id: str) -> None:
+        async with self.rt.db.read() as conn:
+            row = await store.get(conn, message_id)
+            if row is None or not row.queued or row.lease_owner != self.owner:
+                return
+            open_attempt = await store.open_attempt(conn, message_id)
+            stored_profile = None
+            if row.user_id:
+                found = await profiles.get(conn, row.user_id)
+                stored_profile = found[0] if found else None
+            provider = (
+                await providers.get(conn, row.provider_id)
+                if row.provider_id
+                else await providers.default(conn)
+            )
+            tags = await store.tags_of(conn, message_id)
+        now = utcnow()
+
+        if row.expires_at is not None and now >= row.expires_at and open_attempt is None:
+            await self._fail(
+                row,
+                Reason.FAILED,
+                "the message expired before it could be sent "
+                f"(expiry/timeout.message; {row.attempts} attempt(s) made)",
+            )
+            return
+
+        payload: dict[str, Any] = row.payload
+        try:
+            resolved = compose.resolve_recipient(payload, stored_profile)
+        except ValidationError as exc:
+            await self._unroutable(row, Reason.NO_CHANNELS, str(exc))
+            return
+        if not row.rendered and row.user_id:
+            await self._history(
+                message_id,
+                HistoryType.PROFILE_LOADED,
+                {
+                    "user_id": row.user_id,
+                    "found": stored_profile is not None,
+                    "merged_profile": resolved.profile,
+                },
+            )
+        if resolved.email is None:
+            why = (
+                f"no email address: the profile of user '{row.user_id}' has no 'email' key "
+                "and the recipient gave none"
+                if row.user_id
+                else "no email address: the recipient gave none"
+            )
+            await self._unroutable(row, Reason.NO_CHANNELS, why)
+            return
+        if provider is None:
+            await self._unroutable(
+                row, Reason.NO_PROVIDERS, "no Mailgun configuration: add one with POST /providers"
+            )
+            return
+
+        try:
+            config = compose.provider_config(provider.settings, payload)
+        except (ValueError, TypeError) as exc:
+            await self._fail(row, Reason.PROVIDER_ERROR, f"bad provider configuration: {exc}")
+            return
+
+        if open_attempt is not None or row.in_doubt:
+            settled = await self._settle_in_doubt(row, config, open_attempt)
+            if settled:
+                return
+
+        suppressed = await self._suppressed(resolved.email)
+        if suppressed is not None:
+            reason = Reason.UNSUBSCRIBED if suppressed.reason != "bounce" else Reason.BOUNCED
+            await self._fail(
+                row,
+                reason,
+                f"{resolved.email} is on the suppression list ({suppressed.reason}"
+                f"{', code ' + str(suppressed.code) if suppressed.code else ''}); "
+                "Mailgun was not called. Remove it with DELETE /suppressions/{address}.",
+                history_extra={"suppression": suppressed.as_dict()},
+            )
+            return
+
+        if row.rendered:
+            rendered = RenderedEmail(**row.rendered)
+        else:
+            try:
+                rendered = compose.render(payload, resolved)
+            except (RenderError, ValidationError) as exc:
+                await self._fail(row, Reason.FAILED, f"rendering failed: {exc}")
+                return
+            async with self.rt.db.write() as conn:
+                await store.update(conn, message_id, rendered=rendered.as_dict())
+                await store.add_history(
+                    conn,
+                    message_id,
+                    HistoryType.RENDERED.value,
+                    {
+                        "subject": rendered.subject,
+                        "html_bytes": len(rendered.html or ""),
+                        "text_bytes": len(rendered.text or ""),
+                    },
+                )
+
+        wait = self.limiter.reserve(provider.id, provider.settings.get("rate_limit"))
+        if wait > 0:
+            async with self.rt.db.write() as conn:
+                await store.update(
+                    conn,
+                    message_id,
+                    next_attempt_at=utcnow() + timedelta(seconds=wait),
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            return
+
+        try:
+            email = compose.outgoing(message_id, payload, resolved, rendered, config, tags)
+        except compose.ComposeError as exc:
+            await self._fail(row, Reason.FAILED, str(exc))
+            return
+
+        try:
+            request = build_request(email, config)
+        except PayloadError as exc:
+            await self._fail(row, Reason.PROVIDER_ERROR, str(exc))
+            return
+        number = row.attempts + 1
+        request_record = _record_dict(redact(request, (config.api_key, config.webhook_signing_key)))
+        async with self.rt.db.write() as conn:
+            attempt_id = await store.start_attempt(
+                conn, message_id, number, config.base_url, request_record
+            )
+            await store.update(
+                conn,
+                message_id,
+                attempts=number,
+                provider_id=provider.id,
+                provider_domain=config.domain,
+            )
+        outcome = await self.client.send(email, config)
+        await self._record(row, provider.id, config, attempt_id, number, outcome)
+
+    # -- outcomes -----------------------------------------------------------------------
+
+    async def _record(
+        self,
+        row: Any,
+        provider_id: str,
+        config: ProviderConfig,
+        attempt_id: int,
+        number: int,
+        outcome: SendOutcome,
+    ) -> None:
+        now = utcnow()
+        attempt_data = {
+            "attempt": number,
+            "integration": {"id": provider_id, "provider": "mailgun"},
+            "region": config.region,
+            "request": _request_dict(outcome),
+            "response": {"status": outcome.status_code, "body": outcome.response_body},
+            "duration_ms": round(outcome.duration_ms, 1),
+        }
+        async with self.rt.db.write() as conn:
+            await store.finish_attempt(
+                conn,
+                attempt_id,
+                outcome=outcome.kind.value,
+                status_code=outcome.status_code,
+                response=outcome.response_body,
+                duration_ms=outcome.duration_ms,
+            )
+            if outcome.kind is OutcomeKind.SENT:
+                facts = with_sent(facts_codec.load(row.facts), now)
+                await store.update(
+                    conn,
+                    row.id,
+                    **facts_codec.columns(facts),
+                    provider_message_id=outcome.provider_message_id,
+                    queued=False,
+                    in_doubt=False,
+                    lease_owner=None,
+                    lease_until=None,
+                    hint=None,
+                )
+                await store.add_history(
+                    conn,
+                    row.id,
+                    HistoryType.SENT.value,
+                    {**attempt_data, "reference": outcome.provider_message_id},
+                    ts=now,
+                )
+                return
+            if outcome.kind is OutcomeKind.FAILED:
+                message = outcome.error_message or "Mailgun refused the message"
+                facts = with_failure(
+                    facts_codec.load(row.facts),
+                    now,
+                    Reason.PROVIDER_ERROR,
+                    outcome.status_code,
+                    message,
+                )
+                await store.update(
+                    conn,
+                    row.id,
+                    **facts_codec.columns(facts),
+                    queued=False,
+                    in_doubt=False,
+                    lease_owner=None,
+                    lease_until=None,
+                    hint=outcome.hint,
+                )
+                await store.add_history(
+                    conn,
+                    row.id,
+                    HistoryType.UNDELIVERABLE.value,
+                    {
+                        **attempt_data,
+                        "error_message": message,
+                        "reason": "PROVIDER_ERROR",
+                        "hint": outcome.hint,
+                    },
+                    ts=now,
+                )
+                return
+            # Not final: retry (5xx, timeouts), throttled (420/429), or in doubt.
+            if outcome.kind is OutcomeKind.THROTTLED and outcome.retry_at is not None:
+                retry_at = max(outcome.retry_at, now) + timedelta(seconds=random.uniform(0, 0.25))
+            elif outcome.kind is OutcomeKind.IN_DOUBT:
+                retry_at = now + timedelta(seconds=self.settings.in_doubt_lag_s)
+            else:
+                retry_at = now + timedelta(seconds=self._backoff(number))
+            expired = row.expires_at is not None and retry_at >= row.expires_at
+            if expired and outcome.kind is not OutcomeKind.IN_DOUBT:
+                message = (
+                    f"gave up after {number} attempt(s): {outcome.error_message or 'no answer'}"
+                )
+                facts = with_failure(
+                    facts_codec.load(row.facts), now, Reason.FAILED, outcome.status_code, message
+                )
+                await store.update(
+                    conn,
+                    row.id,
+                    **facts_codec.columns(facts),
+                    queued=False,
+                    lease_owner=None,
+                    lease_until=None,
+                    hint=outcome.hint,
+                )
+                await store.add_history(
+                    conn,
+                    row.id,
+                    HistoryType.UNDELIVERABLE.value,
+                    {
+                        **attempt_data,
+                        "error_message": message,
+                        "reason": "FAILED",
+                        "hint": outcome.hint,
+                    },
+                    ts=now,
+                )
+                return
+            await store.update(
+                conn,
+                row.id,
+                next_attempt_at=retry_at,
+                in_doubt=outcome.kind is OutcomeKind.IN_DOUBT,
+                lease_owner=None,
+                lease_until=None,
+                hint=outcome.hint,
+                error=outcome.error_message,
+            )
+            await store.add_history(
+                conn,
+                row.id,
+                "IN_DOUBT" if outcome.kind is OutcomeKind.IN_DOUBT else "RETRYING",
+                {
+                    **attempt_data,
+                    "error_message": outcome.error_message,
+                    "outcome": outcome.kind.value,
+                    "retry_at": retry_at.isoformat(),
+                    "hint": outcome.hint,
+                },
+                ts=now,
+            )
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, capped."""
+        ceiling = min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def _settle_in_doubt(self, row: Any, config: ProviderConfig, attempt: Any | None) -> bool:
+        """Look for an unanswered attempt in Mailgun's event log. True when settled (found,
+        or to be checked again later); False when it is safe to send again."""
+        started: datetime | None = attempt.started_at if attempt is not None else None
+        if started is None:
+            async with self.rt.db.read() as conn:
+                attempts = await store.attempts_of(conn, row.id)
+            started = attempts[-1].started_at if attempts else row.enqueued
+        assert started is not None
+        found = await find_sent(
+            self.client,
+            config,
+            tidings_id=row.id,
+            recipient=row.recipient_email,
+            begin=started - timedelta(minutes=5),
+        )
+        now = utcnow()
+        if found is not None:
+            facts = with_sent(facts_codec.load(row.facts), found.at)
+            async with self.rt.db.write() as conn:
+                if attempt is not None:
+                    await store.finish_attempt(conn, attempt.id, outcome="sent")
+                await store.update(
+                    conn,
+                    row.id,
+                    **facts_codec.columns(facts),
+                    provider_message_id=found.provider_message_id,
+                    queued=False,
+                    in_doubt=False,
+                    lease_owner=None,
+                    lease_until=None,
+                )
+                await store.add_history(
+                    conn,
+                    row.id,
+                    HistoryType.SENT.value,
+                    {
+                        "reference": found.provider_message_id,
+                        "note": "an attempt whose answer was lost was found in Mailgun's event "
+                        "log; not sent again",
+                    },
+                    ts=now,
+                )
+            return True
+        if (now - started).total_seconds() < self.settings.in_doubt_lag_s:
+            async with self.rt.db.write() as conn:
+                await store.update(
+                    conn,
+                    row.id,
+                    in_doubt=True,
+                    next_attempt_at=started + timedelta(seconds=self.settings.in_doubt_lag_s),
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            return True
+        async with self.rt.db.write() as conn:
+            if attempt is not None:
+                await store.finish_attempt(conn, attempt.id, outcome="lost")
+            await store.update(conn, row.id, in_doubt=False)
+            await store.add_history(
+                conn,
+                row.id,
+                "RETRYING",
+                {
+                    "note": "the unanswered attempt is not in Mailgun's event log after "
+                    f"{self.settings.in_doubt_lag_s:g} s: sending again"
+                },
+                ts=now,
+            )
+        return False
+
+    async def _suppressed(self, address: str) -> suppressions.Suppression | None:
+        async with self.rt.db.read() as conn:
+            return await suppressions.get(conn, address)
+
+    async def _history(self, message_id: str, type_: HistoryType, data: dict[str, Any]) -> None:
+        async with self.rt.db.write() as conn:
+            await store.add_history(conn, message_id, type_.value, data)
+
+    async def _unroutable(self, row: Any, reason: Reason, why: str) -> None:
+        now = utcnow()
+        facts = with_unroutable(facts_codec.load(row.facts), now, reason, why)
+        async with self.rt.db.write() as conn:
+            await store.update(
+                conn,
+                row.id,
+                **facts_codec.columns(facts),
+                queued=False,
+                lease_owner=None,
+                lease_until=None,
+            )
+            await store.add_history(
+                conn,
+                row.id,
+                HistoryType.UNROUTABLE.value,
+                {"reason": reason.value, "error_message": why},
+                ts=now,
+            )
+
+    async def _fail(
+        self,
+        row: Any,
+        reason: Reason,
+        message: str,
+        history_extra: dict[str, Any] | None = None,
+    ) -> None:
+        now = utcnow()
+        facts = with_failure(facts_codec.load(row.facts), now, reason, None, message)
+        async with self.rt.db.write() as conn:
+            await store.update(
+                conn,
+                row.id,
+                **facts_codec.columns(facts),
+                queued=False,
+                lease_owner=None,
+                lease_until=None,
+            )
+            await store.add_history(
+                conn,
+                row.id,
+                HistoryType.UNDELIVERABLE.value,
+                {"reason": reason.value, "error_message": message, **(history_extra or {})},
+                ts=now,
+            )
+
+
+def _record_dict(r: RequestRecord) -> dict[str, Any]:
+    return {
+        "method": r.method,
+        "url": r.url,
+        "region": r.region,
+        "fields": [list(f) for f in r.fields],
+        "files": r.files,
+    }
+
+
+def _request_dict(outcome: SendOutcome) -> dict[str, Any]:
+    return _record_dict(outcome.request)
