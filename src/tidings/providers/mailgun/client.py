@@ -14,6 +14,7 @@ body's size.
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import re
@@ -225,8 +226,9 @@ class MailgunClient:
 
     def _route(
         self, config: ProviderConfig
-    ) -> tuple[aiohttp.ClientSession, URL | None, aiohttp.BasicAuth | None]:
-        """The session for ``config`` and, for HTTP(S) proxies, the proxy and its auth."""
+    ) -> tuple[aiohttp.ClientSession, URL | None, dict[str, str] | None]:
+        """The session for ``config`` and, for HTTP(S) proxies, the proxy (without its
+        credentials) and the headers that authenticate to it."""
         base = URL(config.base_url)
         if base.scheme not in ("http", "https") or not base.host:
             raise MailgunConfigError(
@@ -250,12 +252,12 @@ class MailgunClient:
             self._sessions[key] = session
         if proxy is None or proxy.scheme not in _HTTP_PROXIES:
             return session, None, None
-        auth = (
-            aiohttp.BasicAuth(proxy.user or "", proxy.password or "")
+        headers = (
+            {"Proxy-Authorization": _basic_auth(proxy.user, proxy.password or "")}
             if proxy.user is not None
             else None
         )
-        return session, proxy.with_user(None), auth
+        return session, proxy.with_user(None), headers
 
     async def _request(
         self,
@@ -268,16 +270,21 @@ class MailgunClient:
         params: dict[str, str] | None = None,
         tracker: _Tracker | None = None,
     ) -> _Answer:
-        session, proxy, proxy_auth = self._route(config)
+        session, proxy, proxy_headers = self._route(config)
+        all_headers = {**(headers or {}), "Authorization": _basic_auth("api", config.api_key)}
+        if proxy_headers and URL(url).scheme == "http":
+            # A plain-http request goes to the proxy as is (no CONNECT), so the proxy's
+            # credentials travel in the request's own headers.
+            all_headers.update(proxy_headers)
+            proxy_headers = None
         async with session.request(
             method,
             url,
             data=data,
             params=params,
-            headers=headers,
-            auth=aiohttp.BasicAuth("api", config.api_key),
+            headers=all_headers,
             proxy=proxy,
-            proxy_auth=proxy_auth,
+            proxy_headers=proxy_headers,
             allow_redirects=False,  # a redirect would mean a wrong base URL; never follow it
             trace_request_ctx=tracker,
         ) as response:
@@ -442,6 +449,11 @@ class MailgunClient:
             self._domain_url(config, f"/webhooks/{name}"),
             not_found=f"Mailgun has no {name!r} webhook for {config.domain}",
         )
+
+
+def _basic_auth(user: str, password: str) -> str:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
 
 
 def _public_url(url: URL) -> str:
