@@ -43,7 +43,7 @@ __all__ = [
     "verify_signature",
 ]
 
-# Mailgun's own SDK helper allows 900 s; webhooks retried by Mailgun are re-signed.
+# Mailgun's own SDK helper (SecurityGuard.verify_webhook) allows 900 s.
 DEFAULT_WINDOW_S = 900.0
 
 # Legacy (pre-2018) event names -> today's event, severity and reason.
