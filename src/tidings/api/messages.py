@@ -16,31 +16,14 @@ from tidings.runtime import Runtime, runtime
 from tidings.store import facts as facts_codec
 from tidings.store import messages as store
 from tidings.store.clock import from_ms, to_ms, utcnow
+from tidings.store.details import message_details
+from tidings.store.status_feed import set_facts
 from tidings.store.tables import messages as messages_table
 
 router = APIRouter(prefix="/messages", tags=["messages"])
 
 
-def details(row: sa.Row[Any]) -> dict[str, Any]:
-    """Courier's MessageDetails, plus Tidings' own fields (requestId, hint, traceId)."""
-    return {
-        "id": row.id,
-        "status": row.status,
-        "enqueued": to_ms(row.enqueued),
-        "sent": to_ms(row.sent),
-        "delivered": to_ms(row.delivered),
-        "opened": to_ms(row.opened),
-        "clicked": to_ms(row.clicked),
-        "recipient": row.recipient or "",
-        "recipientEmail": row.recipient_email,
-        "event": row.event or "",
-        "notification": "",
-        "error": row.error,
-        "reason": row.reason,
-        "hint": row.hint,
-        "requestId": row.request_id,
-        "traceId": row.trace_id,
-    }
+details = message_details
 
 
 def provider_entries(row: sa.Row[Any]) -> list[dict[str, Any]]:
@@ -187,8 +170,7 @@ async def cancel_message(message_id: str, rt: Runtime = Depends(runtime)) -> JSO
             .values(queued=False)
         )
         if result.rowcount:
-            facts = with_canceled(facts_codec.load(row.facts), now)
-            await store.update(conn, message_id, **facts_codec.columns(facts))
+            await set_facts(conn, row, with_canceled(facts_codec.load(row.facts), now))
             await store.add_history(conn, message_id, HistoryType.CANCELED.value, {}, ts=now)
         row = await store.get(conn, message_id)
     assert row is not None

@@ -254,3 +254,14 @@ status_deliveries = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("created", TS, nullable=False),
 )
+
+status_events = sa.Table(
+    "status_events",
+    metadata,
+    # Every status change, in commit order: what SSE streams and outbound webhooks carry.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(40), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("ts", TS, nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+)

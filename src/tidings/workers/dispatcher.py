@@ -38,6 +38,7 @@ from tidings.store import facts as facts_codec
 from tidings.store import messages as store
 from tidings.store import profiles, providers, suppressions
 from tidings.store.clock import utcnow
+from tidings.store.status_feed import set_facts
 from tidings.workers import compose
 from tidings.workers.ratelimit import RateLimiter
 
@@ -300,10 +301,10 @@ class Dispatcher:
             )
             if outcome.kind is OutcomeKind.SENT:
                 facts = with_sent(facts_codec.load(row.facts), now)
-                await store.update(
+                await set_facts(
                     conn,
-                    row.id,
-                    **facts_codec.columns(facts),
+                    row,
+                    facts,
                     provider_message_id=outcome.provider_message_id,
                     queued=False,
                     in_doubt=False,
@@ -328,10 +329,10 @@ class Dispatcher:
                     outcome.status_code,
                     message,
                 )
-                await store.update(
+                await set_facts(
                     conn,
-                    row.id,
-                    **facts_codec.columns(facts),
+                    row,
+                    facts,
                     queued=False,
                     in_doubt=False,
                     lease_owner=None,
@@ -366,10 +367,10 @@ class Dispatcher:
                 facts = with_failure(
                     facts_codec.load(row.facts), now, Reason.FAILED, outcome.status_code, message
                 )
-                await store.update(
+                await set_facts(
                     conn,
-                    row.id,
-                    **facts_codec.columns(facts),
+                    row,
+                    facts,
                     queued=False,
                     lease_owner=None,
                     lease_until=None,
@@ -439,10 +440,10 @@ class Dispatcher:
             async with self.rt.db.write() as conn:
                 if attempt is not None:
                     await store.finish_attempt(conn, attempt.id, outcome="sent")
-                await store.update(
+                await set_facts(
                     conn,
-                    row.id,
-                    **facts_codec.columns(facts),
+                    row,
+                    facts,
                     provider_message_id=found.provider_message_id,
                     queued=False,
                     in_doubt=False,
@@ -500,10 +501,10 @@ class Dispatcher:
         now = utcnow()
         facts = with_unroutable(facts_codec.load(row.facts), now, reason, why)
         async with self.rt.db.write() as conn:
-            await store.update(
+            await set_facts(
                 conn,
-                row.id,
-                **facts_codec.columns(facts),
+                row,
+                facts,
                 queued=False,
                 lease_owner=None,
                 lease_until=None,
@@ -526,10 +527,10 @@ class Dispatcher:
         now = utcnow()
         facts = with_failure(facts_codec.load(row.facts), now, reason, None, message)
         async with self.rt.db.write() as conn:
-            await store.update(
+            await set_facts(
                 conn,
-                row.id,
-                **facts_codec.columns(facts),
+                row,
+                facts,
                 queued=False,
                 lease_owner=None,
                 lease_until=None,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 00:30:37.858039
+Create Date: 2026-11-25 00:38:32.972543
 """
 
 from __future__ import annotations
@@ -128,6 +128,20 @@ def upgrade() -> None:
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_status_endpoints")),
     )
+    op.create_table(
+        "status_events",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("message_id", sa.String(length=40), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("details", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_status_events")),
+    )
+    with op.batch_alter_table("status_events", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_status_events_message_id"), ["message_id"], unique=False
+        )
+
     op.create_table(
         "suppressions",
         sa.Column("address", sa.String(length=320), nullable=False),
@@ -278,6 +292,10 @@ def downgrade() -> None:
 
     op.drop_table("unmatched_events")
     op.drop_table("suppressions")
+    with op.batch_alter_table("status_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_status_events_message_id"))
+
+    op.drop_table("status_events")
     op.drop_table("status_endpoints")
     op.drop_table("providers")
     op.drop_table("profiles")

@@ -1,0 +1,169 @@
+"""Recording a provider's delivery event: history, status facts, suppressions, unmatched.
+
+Webhooks and polling both land here. The same event may come any number of times, by either
+road, in any order: the history keeps it once (keyed by the provider's event id) and the
+status facts merge (see ``tidings.domain.status``), so every road ends in the same state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tidings.domain.events import DeliveryEvent, EventKind
+from tidings.domain.status import apply_event, history_type_for, is_permanent_failure
+from tidings.store import facts as facts_codec
+from tidings.store import messages as store
+from tidings.store import suppressions
+from tidings.store.clock import utcnow
+from tidings.store.status_feed import set_facts
+from tidings.store.tables import unmatched_events, webhook_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    message_id: str | None  # None: no message matched, kept as unmatched
+    new: bool  # False: seen before (a duplicate)
+    status_changed: bool
+    status: str | None = None
+
+
+def event_key(event: DeliveryEvent) -> str:
+    return f"mailgun:{event.event_id}"
+
+
+def suppression_for(event: DeliveryEvent) -> tuple[str, int | None, str | None] | None:
+    """Which suppression an event calls for: hard bounces, complaints, unsubscribes."""
+    if event.kind is EventKind.COMPLAINED:
+        return "complaint", None, "the recipient marked an email as spam"
+    if event.kind is EventKind.UNSUBSCRIBED:
+        return "unsubscribe", None, "the recipient unsubscribed"
+    if is_permanent_failure(event):
+        reason = event.reason or ""
+        if reason == "suppress-unsubscribe":
+            return "unsubscribe", event.code, event.message
+        if reason == "suppress-complaint":
+            return "complaint", event.code, event.message
+        if reason in ("bounce", "suppress-bounce") or (event.code or 0) >= 500:
+            # Only a hard bounce: a permanent failure from the recipient's server.
+            bounce_type = ((event.raw.get("delivery-status") or {}) or {}).get("bounce-type")
+            if reason != "bounce" or bounce_type in (None, "hard"):
+                return "bounce", event.code, event.message
+    return None
+
+
+async def find_message(conn: AsyncConnection, event: DeliveryEvent) -> sa.Row[Any] | None:
+    if event.tidings_id:
+        row = await store.get(conn, event.tidings_id)
+        if row is not None:
+            return row
+    if event.provider_message_id:
+        return await store.by_provider_message_id(conn, event.provider_message_id, event.recipient)
+    return None
+
+
+def _history_data(event: DeliveryEvent, source: str, provider_id: str | None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "source": source,
+        "event": event.kind.value,
+        "integration": {"id": provider_id, "provider": "mailgun"},
+        "reference": event.provider_message_id,
+        "provider_ts": event.timestamp.isoformat(),
+        "raw": event.raw,
+    }
+    if event.severity:
+        data["severity"] = event.severity
+    if event.reason:
+        data["provider_reason"] = event.reason
+    if event.code is not None:
+        data["code"] = event.code
+    if event.message:
+        data["error_message" if event.kind is EventKind.FAILED else "detail"] = event.message
+    if event.kind is EventKind.FAILED and event.severity != "permanent":
+        data["note"] = "temporary failure: Mailgun will retry"
+    if event.url:
+        data["url"] = event.url
+    return data
+
+
+async def record_event(
+    conn: AsyncConnection, event: DeliveryEvent, *, source: str, provider_id: str | None
+) -> Recorded:
+    """Apply one event inside the caller's transaction."""
+    row = await find_message(conn, event)
+    key = event_key(event)
+    if row is None:
+        insert = (
+            postgresql.insert(unmatched_events)
+            if conn.dialect.name == "postgresql"
+            else sqlite.insert(unmatched_events)
+        ).on_conflict_do_nothing()
+        result = await conn.execute(
+            insert.values(
+                event_key=key,
+                provider_id=provider_id,
+                kind=event.kind.value,
+                recipient=event.recipient,
+                provider_message_id=event.provider_message_id,
+                received_at=utcnow(),
+                source=source,
+                raw=event.raw,
+            )
+        )
+        return Recorded(None, bool(result.rowcount), False)
+
+    added = await store.add_history(
+        conn,
+        row.id,
+        history_type_for(event).value,
+        _history_data(event, source, provider_id),
+        ts=event.timestamp,
+        event_key=key,
+    )
+    if not added:
+        return Recorded(row.id, False, False, row.status)
+    suppression = suppression_for(event)
+    if suppression is not None and (event.recipient or row.recipient_email):
+        reason, code, detail = suppression
+        await suppressions.add(
+            conn,
+            event.recipient or row.recipient_email,
+            reason=reason,
+            code=code,
+            detail=detail,
+            message_id=row.id,
+        )
+    before = facts_codec.load(row.facts)
+    after = apply_event(before, event)
+    if after == before:
+        return Recorded(row.id, True, False, row.status)
+    extra: dict[str, Any] = {}
+    if row.provider_message_id is None and event.provider_message_id:
+        extra["provider_message_id"] = event.provider_message_id
+    changed = await set_facts(conn, row, after, **extra)
+    return Recorded(row.id, True, changed is not None, changed or row.status)
+
+
+async def accept_token_once(conn: AsyncConnection, token: str) -> bool:
+    """Remember a webhook token; False if it was seen before (a replay)."""
+    insert = (
+        postgresql.insert(webhook_tokens)
+        if conn.dialect.name == "postgresql"
+        else sqlite.insert(webhook_tokens)
+    ).on_conflict_do_nothing()
+    result = await conn.execute(insert.values(token=token, seen_at=utcnow()))
+    return bool(result.rowcount)
+
+
+async def sweep_tokens(conn: AsyncConnection, older_than_s: float) -> None:
+    from datetime import timedelta
+
+    await conn.execute(
+        webhook_tokens.delete().where(
+            webhook_tokens.c.seen_at < utcnow() - timedelta(seconds=older_than_s)
+        )
+    )

@@ -1,0 +1,80 @@
+"""Status changes: the one way a message's facts are written, and the feed of changes.
+
+Writing facts here (never the status columns directly) guarantees that every change of
+status is recorded in ``status_events`` in the same transaction, and queued for every
+enabled outbound status endpoint: nothing a subscriber should hear about can be lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tidings.domain.status import StatusFacts
+from tidings.store import facts as facts_codec
+from tidings.store.clock import utcnow
+from tidings.store.details import message_details
+from tidings.store.tables import messages, status_deliveries, status_endpoints, status_events
+
+
+async def set_facts(
+    conn: AsyncConnection, row: sa.Row[Any], facts: StatusFacts, **extra: Any
+) -> str | None:
+    """Store ``facts`` (and ``extra`` columns) for the message ``row``; returns the new status
+    if it changed, else None."""
+    columns = facts_codec.columns(facts)
+    await conn.execute(messages.update().where(messages.c.id == row.id).values(**columns, **extra))
+    if columns["status"] == row.status:
+        return None
+    await publish(conn, row.id)
+    return str(columns["status"])
+
+
+async def publish(conn: AsyncConnection, message_id: str) -> None:
+    """Record the message's current state as a status event and queue it for endpoints."""
+    current = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).one()
+    details = message_details(current)
+    now = utcnow()
+    await conn.execute(
+        status_events.insert().values(
+            message_id=message_id, status=current.status, ts=now, details=details
+        )
+    )
+    endpoint_ids = list(
+        (
+            await conn.execute(
+                sa.select(status_endpoints.c.id).where(status_endpoints.c.enabled.is_(True))
+            )
+        ).scalars()
+    )
+    if endpoint_ids:
+        body = {"type": "message:updated", "data": {**details, "recipientId": details["recipient"]}}
+        await conn.execute(
+            status_deliveries.insert(),
+            [
+                {
+                    "endpoint_id": endpoint_id,
+                    "message_id": message_id,
+                    "body": body,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created": now,
+                }
+                for endpoint_id in endpoint_ids
+            ],
+        )
+
+
+async def events_after(
+    conn: AsyncConnection, after_id: int, *, message_id: str | None = None, limit: int = 500
+) -> list[sa.Row[Any]]:
+    query = sa.select(status_events).where(status_events.c.id > after_id)
+    if message_id:
+        query = query.where(status_events.c.message_id == message_id)
+    return list(await conn.execute(query.order_by(status_events.c.id).limit(limit)))
+
+
+async def last_event_id(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(sa.select(sa.func.max(status_events.c.id))) or 0)
