@@ -52,6 +52,35 @@ class Settings(BaseSettings):
         "up in its event log for this long before it is sent again.",
     )
     webhook_window_s: float = Field(default=900.0, gt=0)
+    # Polling Mailgun's Events API (see DESIGN.md, "Polling by window, not by message").
+    poll_interval_s: float = Field(default=15.0, gt=0, description="Between polling cycles.")
+    poll_trust_s: float = Field(
+        default=1800.0,
+        ge=0,
+        description="Events older than this are trustworthy (Mailgun's recipe: 30 min).",
+    )
+    poll_overlap_s: float = Field(
+        default=60.0, ge=0, description="Re-read this much before the settled point."
+    )
+    poll_engagement_window_s: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="How long after sending opens and clicks are still polled for.",
+    )
+    poll_auto_after_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="auto mode: polling stops once webhooks have flowed this long.",
+    )
+    poll_auto_quiet_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="auto mode: webhooks count as stopped after this long without one.",
+    )
+    # Outbound status webhooks.
+    notify_retry_base_s: float = Field(default=5.0, gt=0)
+    notify_retry_max_s: float = Field(default=3600.0, gt=0)
+    notify_timeout_s: float = Field(default=10.0, gt=0)
     log_level: str = "info"
 
     mailgun_api_key: SecretStr | None = Field(default=None, validation_alias="MAILGUN_API_KEY")

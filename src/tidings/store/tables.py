@@ -222,6 +222,8 @@ poll_cursors = sa.Table(
     sa.Column("key", sa.String(400), primary_key=True),  # base_url + domain
     sa.Column("settled_until", TS, nullable=False),
     sa.Column("last_webhook_at", TS, nullable=True),
+    # Start of the current unbroken run of signed webhooks (auto polling mode).
+    sa.Column("webhooks_since", TS, nullable=True),
     sa.Column("updated", TS, nullable=False),
 )
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 00:38:32.972543
+Create Date: 2026-11-25 00:39:09.013324
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=400), nullable=False),
         sa.Column("settled_until", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_webhook_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("webhooks_since", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_poll_cursors")),
     )
