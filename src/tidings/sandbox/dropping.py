@@ -18,7 +18,8 @@ from starlette.types import Receive, Scope, Send
 _MAX_DEPTH = 12
 
 
-def find_transport(send: Callable[..., Any]) -> asyncio.BaseTransport | None:
+def find_transport(send: Callable[..., Any]) -> Any:
+    """The transport behind ``send``, or None. Duck-typed: uvloop's is no BaseTransport."""
     seen: set[int] = set()
     stack: list[tuple[Any, int]] = [(send, 0)]
     while stack:
@@ -27,7 +28,7 @@ def find_transport(send: Callable[..., Any]) -> asyncio.BaseTransport | None:
             continue
         seen.add(id(fn))
         transport = getattr(getattr(fn, "__self__", None), "transport", None)
-        if isinstance(transport, asyncio.BaseTransport):
+        if callable(getattr(transport, "close", None)) and hasattr(transport, "get_extra_info"):
             return transport
         for cell in getattr(fn, "__closure__", None) or ():
             try:
