@@ -32,6 +32,8 @@ _ADDRESS = re.compile(
     r"[^@\s<>(),;:\"\[\]\\]+@(?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_][\w-]*[^\W_]\Z"
 )
 _NEEDS_PARSER = re.compile(r"[<>\",]")
+# ``Name <address>`` without quotes or commas: common enough to skip the full parser.
+_NAME_ADDR = re.compile(r"([^<>\",]*?)\s*<([^<>\",\s]+)>\Z")
 
 
 @dataclass(slots=True)
@@ -130,6 +132,12 @@ def parse_addresses(values: list[str], field_name: str) -> list[Address]:
             if _ADDRESS.match(value) is None:
                 raise invalid_address(field_name)
             result.append(Address(value, value))
+            continue
+        simple = _NAME_ADDR.match(value)
+        if simple is not None:
+            if _ADDRESS.match(simple.group(2)) is None:
+                raise invalid_address(field_name)
+            result.append(Address(value, simple.group(2)))
             continue
         pairs = getaddresses([value])
         if not pairs:
