@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     notify_retry_max_s: float = Field(default=3600.0, gt=0)
     notify_timeout_s: float = Field(default=10.0, gt=0)
     log_level: str = "info"
+    dns_server: str | None = Field(
+        default=None,
+        description="DNS server the doctor asks, host[:port]; unset: the system's resolvers.",
+    )
 
     mailgun_api_key: SecretStr | None = Field(default=None, validation_alias="MAILGUN_API_KEY")
     mailgun_domain: str | None = Field(default=None, validation_alias="MAILGUN_DOMAIN")
