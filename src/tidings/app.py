@@ -15,8 +15,13 @@ from tidings import __version__
 from tidings.api import errors as api_errors
 from tidings.api import messages as messages_api
 from tidings.api import profiles as profiles_api
+from tidings.api import provider_tools as provider_tools_api
 from tidings.api import providers as providers_api
 from tidings.api import send as send_api
+from tidings.api import status_endpoints as status_endpoints_api
+from tidings.api import stream as stream_api
+from tidings.api import suppressions as suppressions_api
+from tidings.api import webhooks as webhooks_api
 from tidings.api.auth import KeyRing, require_api_key
 from tidings.config import Settings
 from tidings.providers.mailgun.client import MailgunClient, Timeouts
@@ -24,7 +29,10 @@ from tidings.providers.settings import MailgunSettings
 from tidings.runtime import Runtime
 from tidings.store import api_keys, providers
 from tidings.store.database import Database
+from tidings.store.providers import StoredProvider
 from tidings.workers.dispatcher import Dispatcher
+from tidings.workers.notifier import Notifier
+from tidings.workers.poller import Poller
 
 log = structlog.get_logger("tidings")
 
@@ -91,40 +99,44 @@ async def ensure_providers(rt: Runtime, report: StartupReport) -> None:
                 )
             report.provider_origin = "env"
         if rt.sandbox_mode:
-            from tidings.sandbox.settings import (
-                DEFAULT_API_KEY,
-                DEFAULT_DOMAIN,
-                DEFAULT_SIGNING_KEY,
-            )
-
-            sandbox_settings = {
-                "api_key": DEFAULT_API_KEY,
-                "domain": DEFAULT_DOMAIN,
-                "host": f"{rt.public_url.rstrip('/')}/sandbox",
-                "from_address": f"Tidings Sandbox <no-reply@{DEFAULT_DOMAIN}>",
-                "webhook_signing_key": DEFAULT_SIGNING_KEY,
-                "polling": "on",
-            }
-            current = await providers.by_origin(conn, "sandbox")
-            if current is None:
-                others = await providers.list_all(conn)
-                await providers.create(
-                    conn,
-                    provider="mailgun",
-                    settings=sandbox_settings,
-                    title="Sandbox (local, nothing leaves this machine)",
-                    origin="sandbox",
-                    is_default=not others,
-                )
-            elif current.settings.get("host") != sandbox_settings["host"]:
-                await providers.update(
-                    conn,
-                    current.id,
-                    settings={**current.settings, **sandbox_settings},
-                    alias=current.alias,
-                    title=current.title,
-                )
             report.provider_origin = report.provider_origin or "sandbox"
+
+
+async def ensure_sandbox_provider(db: Database, public_url: str) -> StoredProvider:
+    """The configuration that sends to the embedded sandbox (kept pointing at this server)."""
+    from tidings.sandbox.settings import DEFAULT_API_KEY, DEFAULT_DOMAIN, DEFAULT_SIGNING_KEY
+
+    wanted = {
+        "api_key": DEFAULT_API_KEY,
+        "domain": DEFAULT_DOMAIN,
+        "host": f"{public_url.rstrip('/')}/sandbox",
+        "from_address": f"Tidings Sandbox <no-reply@{DEFAULT_DOMAIN}>",
+        "webhook_signing_key": DEFAULT_SIGNING_KEY,
+        "polling": "on",
+    }
+    async with db.write() as conn:
+        current = await providers.by_origin(conn, "sandbox")
+        if current is None:
+            others = await providers.list_all(conn)
+            return await providers.create(
+                conn,
+                provider="mailgun",
+                settings=wanted,
+                title="Sandbox (local, nothing leaves this machine)",
+                origin="sandbox",
+                is_default=not others,
+            )
+        if current.settings.get("host") != wanted["host"]:
+            updated = await providers.update(
+                conn,
+                current.id,
+                settings={**current.settings, **wanted},
+                alias=current.alias,
+                title=current.title,
+            )
+            assert updated is not None
+            return updated
+        return current
 
 
 async def decide_sandbox_mode(settings: Settings, db: Database) -> bool:
@@ -173,6 +185,8 @@ def create_app(
         if run_workers:
             dispatcher = Dispatcher(rt, client)
             tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
+            tasks.append(asyncio.create_task(Poller(rt, client).run(stop), name="poller"))
+            tasks.append(asyncio.create_task(Notifier(rt).run(stop), name="notifier"))
         try:
             yield
         finally:
@@ -195,26 +209,35 @@ def create_app(
     api_errors.install(app)
     protected = [Depends(require_api_key)]
     app.include_router(send_api.router, dependencies=protected)
+    # Before the messages router, so that /messages/stream is not taken for a message id.
+    app.include_router(stream_api.router, dependencies=protected)
     app.include_router(messages_api.router, dependencies=protected)
     app.include_router(profiles_api.router, dependencies=protected)
     app.include_router(providers_api.router, dependencies=protected)
+    app.include_router(provider_tools_api.router, dependencies=protected)
+    app.include_router(suppressions_api.router, dependencies=protected)
+    app.include_router(status_endpoints_api.router, dependencies=protected)
+    # Mailgun authenticates by signature, not by our API key.
+    app.include_router(webhooks_api.router)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "sandbox": rt.sandbox_mode}
 
-    # Sandbox mode is decided before serving (it needs the database), see `prepare`.
-    app.state.prepare = lambda sandbox: _mount_sandbox(app, rt, sandbox_holder, sandbox)
+    # Sandbox mode is decided before serving (it needs the database), see `build_app`.
+    app.state.mount_sandbox = lambda webhook_url: _mount_sandbox(
+        app, rt, sandbox_holder, webhook_url
+    )
     return app
 
 
-def _mount_sandbox(app: FastAPI, rt: Runtime, holder: dict[str, Any], enabled: bool) -> None:
-    rt.sandbox_mode = enabled
-    if not enabled:
-        return
+def _mount_sandbox(app: FastAPI, rt: Runtime, holder: dict[str, Any], webhook_url: str) -> None:
+    """Mount the Mailgun sandbox at /sandbox, with this server's webhook URL registered for
+    every event kind, so the whole flow (send, events, signed webhooks) works locally."""
     from tidings.sandbox import Sandbox, SandboxSettings
 
-    sandbox = Sandbox(SandboxSettings())
+    rt.sandbox_mode = True
+    sandbox = Sandbox(SandboxSettings(webhook_urls=[webhook_url]))
     holder["sandbox"] = sandbox
     app.mount("/sandbox", sandbox.asgi(""))
 
@@ -227,14 +250,20 @@ async def build_app(
 ) -> FastAPI:
     """``create_app`` plus the sandbox-mode decision, which must be made before serving."""
     settings = settings or Settings()
+    public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
     db = Database(settings.database_url)
+    sandbox_provider: StoredProvider | None = None
     try:
         await db.upgrade()
-        enabled = await decide_sandbox_mode(settings, db)
+        if await decide_sandbox_mode(settings, db):
+            sandbox_provider = await ensure_sandbox_provider(db, public_url)
     finally:
         await db.close()
     app = create_app(settings, run_workers=run_workers, report=report)
-    app.state.prepare(enabled)
+    if sandbox_provider is not None:
+        app.state.mount_sandbox(
+            f"{public_url.rstrip('/')}/webhooks/mailgun/{sandbox_provider.webhook_token}"
+        )
     return app
 
 
