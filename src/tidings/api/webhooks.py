@@ -65,7 +65,7 @@ async def mailgun_webhook(
             refusal.code,
             refusal.message,
             provider=stored.id,
-            event=parsed.event.kind.value,
+            event_kind=parsed.event.kind.value,
         )
     async with rt.db.write() as conn:
         if not await event_store.accept_token_once(conn, parsed.token):
@@ -86,7 +86,7 @@ async def mailgun_webhook(
     log.info(
         "webhook accepted",
         provider=stored.id,
-        event=parsed.event.kind.value,
+        event_kind=parsed.event.kind.value,
         message_id=recorded.message_id,
         duplicate=not recorded.new,
         status=recorded.status,
