@@ -1,0 +1,135 @@
+"""The front door: `tidings serve` on its embedded default (SQLite + sandbox), and the CLI."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.servers import free_port
+
+TIDINGS = [sys.executable, "-m", "tidings.cli"]
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TIDINGS_", "MAILGUN_", "COURIER_"))
+    }
+    env.update(extra)
+    return env
+
+
+class Served:
+    def __init__(self, workdir: Path, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = workdir / f"serve-{port}-{time.monotonic_ns()}.log"
+        self.proc = subprocess.Popen(
+            [*TIDINGS, "serve", "--port", str(port)],
+            cwd=workdir,
+            env=_clean_env(TIDINGS_LOG_LEVEL="info"),
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(self.output())
+            time.sleep(0.1)
+        raise RuntimeError("tidings serve did not start:\n" + self.output())
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """SIGTERM: the server stops claiming, finishes or releases in-flight work, exits."""
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        # uvicorn re-raises the signal it caught once shutdown is complete.
+        assert code in (0, -signal.SIGTERM), self.output()
+        assert "dispatcher stopped" in self.output()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+
+
+def test_serve_sandbox_mode_and_cli_send(workdir: Path) -> None:
+    port = free_port()
+    served = Served(workdir, port)
+    try:
+        banner = served.output()
+        assert "Sandbox mode" in banner
+        keys = re.findall(r"\btk_[A-Za-z0-9_-]{20,}", banner)
+        assert len(keys) == 1
+        key = keys[0]
+        assert (workdir / "tidings.db").exists()
+
+        sent = subprocess.run(
+            [
+                *TIDINGS,
+                "send",
+                "--to",
+                "ann+open@example.test",
+                "--title",
+                "Hi {{name}}",
+                "--body",
+                "Welcome",
+                "--data",
+                "name=Ann",
+                "--tag",
+                "cli",
+                "--wait",
+            ],
+            env=_clean_env(TIDINGS_URL=served.url, TIDINGS_API_KEY=key),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sent.returncode == 0, sent.stderr
+        message_id = sent.stdout.strip()
+        headers = {"Authorization": f"Bearer {key}"}
+        deadline = time.monotonic() + 20
+        status = None
+        while time.monotonic() < deadline:
+            status = httpx.get(f"{served.url}/messages/{message_id}", headers=headers).json()[
+                "status"
+            ]
+            if status == "OPENED":
+                break
+            time.sleep(0.1)
+        assert status == "OPENED"  # events came back from the embedded sandbox
+        inbox = httpx.get(f"{served.url}/sandbox/api/messages").json()
+        assert inbox[0]["subject"] == "Hi Ann"
+        assert httpx.get(f"{served.url}/sandbox/").status_code == 200
+        assert (
+            httpx.get(f"{served.url}/messages", headers={"Authorization": "Bearer no"}).status_code
+            == 401
+        )
+    finally:
+        served.stop()
+
+    # A second start keeps the key (only its hash was stored) and prints none.
+    again = Served(workdir, port)
+    try:
+        assert not re.findall(r"\btk_[A-Za-z0-9_-]{20,}", again.output())
+        assert httpx.get(f"{again.url}/messages", headers=headers).status_code == 200
+    finally:
+        again.stop()
+    assert key not in (workdir / "tidings.db").read_bytes().decode("latin-1")
