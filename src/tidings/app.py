@@ -30,6 +30,7 @@ from tidings.runtime import Runtime
 from tidings.store import api_keys, providers
 from tidings.store.database import Database
 from tidings.store.providers import StoredProvider
+from tidings.ui import routes as ui_routes
 from tidings.workers.dispatcher import Dispatcher
 from tidings.workers.notifier import Notifier
 from tidings.workers.poller import Poller
@@ -219,6 +220,8 @@ def create_app(
     app.include_router(status_endpoints_api.router, dependencies=protected)
     # Mailgun authenticates by signature, not by our API key.
     app.include_router(webhooks_api.router)
+    # The UI checks its own session (a login form, then a signed cookie), and owns "/".
+    app.include_router(ui_routes.router)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, Any]:
