@@ -1,1 +1,40 @@
 """Shared pytest configuration."""
+
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (TIDINGS_TEST_POSTGRES_URL points at
+    a server; `.ci/run` starts one on loopback)."""
+    base = os.environ.get("TIDINGS_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("TIDINGS_TEST_POSTGRES_URL is not set (`.ci/run` starts PostgreSQL)")
+    name = "tidings_test_" + secrets.token_hex(6)
+    url = sa.make_url(base)
+
+    async def admin(statement: str) -> None:
+        conn = await asyncpg.connect(
+            host=url.host,
+            port=url.port,
+            user=url.username,
+            password=url.password,
+            database=url.database or "postgres",
+        )
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -284,6 +284,7 @@ class Dispatcher:
         now = utcnow()
         attempt_data = {
             "attempt": number,
+            "worker": self.owner,
             "integration": {"id": provider_id, "provider": "mailgun"},
             "region": config.region,
             "request": _request_dict(outcome),

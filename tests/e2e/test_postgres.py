@@ -1,0 +1,69 @@
+"""Scale-out on PostgreSQL: several Tidings processes share one database and nothing else."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from tests.e2e.conftest import RunningSandbox, RunningTidings
+
+
+def test_two_servers_share_the_queue_and_send_each_message_once(
+    start_tidings: Callable[..., RunningTidings],
+    mailgun_sandbox: RunningSandbox,
+    postgres_url: str,
+) -> None:
+    first = start_tidings(database_url=postgres_url, dispatch_batch=4)
+    second = start_tidings(database_url=postgres_url, dispatch_batch=4)
+    with first.http() as http:
+        answer = http.post(
+            "/providers",
+            json={
+                "provider": "mailgun",
+                "settings": {
+                    "api_key": mailgun_sandbox.settings.api_key,
+                    "domain": "mg.tidings.test",
+                    "host": mailgun_sandbox.url,
+                    "webhook_signing_key": mailgun_sandbox.settings.signing_key,
+                    "polling": "off",
+                },
+            },
+        )
+        assert answer.status_code == 200, answer.text
+    recipients = [{"email": f"pg{i}@example.test"} for i in range(60)]
+    request = second.courier().send.message(
+        message={"to": recipients, "content": {"title": "Hi", "body": "from PostgreSQL"}},
+        idempotency_key="pg-batch",
+    )
+    replay = first.courier().send.message(
+        message={"to": recipients, "content": {"title": "Hi", "body": "from PostgreSQL"}},
+        idempotency_key="pg-batch",
+    )
+    assert replay.request_id == request.request_id
+
+    deadline = time.monotonic() + 60
+    statuses: list[str] = []
+    with first.http() as http:
+        while time.monotonic() < deadline:
+            rows = http.get("/messages", params={"limit": 500}).json()["results"]
+            statuses = [r["status"] for r in rows]
+            if len(rows) == 60 and all(s in ("SENT", "DELIVERED") for s in statuses):
+                break
+            time.sleep(0.1)
+    assert len(statuses) == 60 and set(statuses) <= {"SENT", "DELIVERED"}, statuses
+    copies = [m["recipient"] for m in mailgun_sandbox.messages()]
+    assert sorted(copies) == sorted(r["email"] for r in recipients)  # each exactly once
+    # Every message was sent once, by a named worker of one of the two processes.
+    senders: set[str] = set()
+    with second.http() as http:
+        for mid in [
+            r["id"] for r in http.get("/messages", params={"limit": 500}).json()["results"]
+        ]:
+            sent = [
+                h
+                for h in http.get(f"/messages/{mid}/history").json()["results"]
+                if h["type"] == "SENT"
+            ]
+            assert len(sent) == 1
+            senders.add(sent[0].get("worker", ""))
+    assert senders and all(s.startswith("wrk_") for s in senders)
