@@ -9,9 +9,9 @@ from tests.e2e.conftest import RunningSandbox, RunningTidings
 
 
 def test_two_servers_share_the_queue_and_send_each_message_once(
+    postgres_url: str,  # first: its database is dropped only after the servers stopped
     start_tidings: Callable[..., RunningTidings],
     mailgun_sandbox: RunningSandbox,
-    postgres_url: str,
 ) -> None:
     first = start_tidings(database_url=postgres_url, dispatch_batch=4)
     second = start_tidings(database_url=postgres_url, dispatch_batch=4)
