@@ -42,6 +42,10 @@ class WebhookPoster:
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # The first attempt of the latest event per (message, URL): a message's events are
+        # first posted in the order they happened, as a receiver watching one message sees
+        # at Mailgun (retries may still arrive late, as they do there).
+        self._latest: dict[tuple[str, str], asyncio.Event] = {}
 
     @property
     def pending(self) -> int:
@@ -54,8 +58,15 @@ class WebhookPoster:
         if not urls:
             return
         retry = kind not in NOT_RETRIED
+        message_id = str(((item.get("message") or {}).get("headers") or {}).get("message-id", ""))
         for url in urls:
-            task = asyncio.get_running_loop().create_task(self._deliver(url, item, retry))
+            key = (message_id, url)
+            previous = self._latest.get(key)
+            first_done = asyncio.Event()
+            self._latest[key] = first_done
+            task = asyncio.get_running_loop().create_task(
+                self._deliver(url, item, retry, previous, first_done)
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -70,9 +81,27 @@ class WebhookPoster:
             await self._session.close()
             self._session = None
 
-    async def _deliver(self, url: str, item: JSON, retry: bool) -> None:
+    async def _deliver(
+        self,
+        url: str,
+        item: JSON,
+        retry: bool,
+        previous: asyncio.Event | None,
+        first_done: asyncio.Event,
+    ) -> None:
+        if previous is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(previous.wait(), timeout=self._timeout)
         for attempt in range(len(RETRY_SCHEDULE_S) + 1):
             answer = await self._attempt(url, item)
+            if attempt == 0:
+                first_done.set()
+                key = (
+                    str(((item.get("message") or {}).get("headers") or {}).get("message-id", "")),
+                    url,
+                )
+                if self._latest.get(key) is first_done:
+                    del self._latest[key]
             if answer in ("200", "406") or not retry or attempt == len(RETRY_SCHEDULE_S):
                 return
             await asyncio.sleep(RETRY_SCHEDULE_S[attempt] * self.retry_scale)
