@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import mimetypes
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import typer
 from rich.console import Console
 
+from tidings.commands import messages as messages_commands
+from tidings.commands.http import client as _client
+from tidings.commands.http import fail_on_error as _fail_on_error
 from tidings.sandbox.command import sandbox as sandbox_command
 
 app = typer.Typer(
@@ -25,6 +26,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.command("sandbox", help="Run the local Mailgun-compatible sandbox.")(sandbox_command)
+app.command("messages")(messages_commands.list_messages)
+app.command("message")(messages_commands.show_message)
 
 console = Console(stderr=True)
 out = Console()
@@ -90,27 +93,6 @@ def db_upgrade() -> None:
 
     asyncio.run(run())
     console.print("[green]database is up to date[/green]")
-
-
-def _client() -> httpx.Client:
-    url = os.environ.get("TIDINGS_URL", "http://127.0.0.1:8000")
-    key = os.environ.get("TIDINGS_API_KEY")
-    if not key:
-        console.print("[red]Set TIDINGS_API_KEY to the key the server printed at first start.")
-        raise typer.Exit(2)
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-
-
-def _fail_on_error(response: httpx.Response) -> dict[str, Any]:
-    if response.status_code >= 400:
-        try:
-            message = response.json().get("message", response.text)
-        except ValueError:
-            message = response.text
-        console.print(f"[red]{response.status_code}: {message}")
-        raise typer.Exit(1)
-    body: dict[str, Any] = response.json()
-    return body
 
 
 @app.command()

@@ -13,6 +13,7 @@ from tidings.providers.mailgun.client import MailgunClient, Timeouts
 from tidings.runtime import Runtime
 from tidings.store.database import Database
 from tidings.workers.dispatcher import Dispatcher
+from tidings.workers.notifier import Notifier
 from tidings.workers.poller import Poller
 
 log = structlog.get_logger("tidings.worker")
@@ -32,7 +33,9 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.gather(Dispatcher(rt, client).run(stop), Poller(rt, client).run(stop))
+        await asyncio.gather(
+            Dispatcher(rt, client).run(stop), Poller(rt, client).run(stop), Notifier(rt).run(stop)
+        )
     finally:
         await client.close()
         await db.close()
