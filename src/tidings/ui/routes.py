@@ -275,6 +275,11 @@ async def message_page(
         for name in ("enqueued", "sent", "delivered", "opened", "clicked")
         if getattr(row, name) is not None
     ]
+    timeline = [views.entry_view(h.type, h.ts, h.data or {}, redact) for h in entries]
+    hint = views.split_hint(redact.text(row.hint) if row.hint else None)
+    if hint is None and row.status in ("UNDELIVERABLE", "UNROUTABLE"):
+        # A bounce's hint comes from its event: the newest failure that has one explains it.
+        hint = next((e.hint for e in reversed(timeline) if e.hint is not None), None)
     return render(
         request,
         "message.html",
@@ -282,9 +287,9 @@ async def message_page(
         m=row,
         tags=tags,
         times=times,
-        hint=views.split_hint(redact.text(row.hint) if row.hint else None),
+        hint=hint,
         error=redact.text(row.error) if row.error else None,
-        timeline=[views.entry_view(h.type, h.ts, h.data or {}, redact) for h in entries],
+        timeline=timeline,
         attempts=attempts,
         provider=provider,
         subject=redact.text(str(rendered.get("subject") or "")),

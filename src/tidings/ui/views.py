@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tidings.providers.mailgun.hints import HINTS
+from tidings.providers.mailgun.hints import HINTS, hint_for
 from tidings.providers.settings import public_settings
 
 # The statuses Tidings moves messages through (Courier's names), for the filter.
@@ -249,6 +249,21 @@ def _attempt(data: Mapping[str, Any]) -> AttemptView | None:
     )
 
 
+def event_hint(data: Mapping[str, Any]) -> HintView | None:
+    """The hint for a failure Mailgun reported in an event (a bounce, a deferral).
+
+    Send attempts store their hint when they are recorded; events carry only Mailgun's words
+    and code, so their hint is looked up here, from the same table."""
+    words = data.get("error_message") or data.get("detail")
+    code = data.get("code")
+    if not isinstance(words, str) and not isinstance(code, int):
+        return None
+    found = hint_for(
+        None, words if isinstance(words, str) else None, code if isinstance(code, int) else None
+    )
+    return HintView(found.title, found.explanation, found.fix) if found else None
+
+
 def entry_view(type_: str, ts: datetime, data: Mapping[str, Any], redact: Redactor) -> EntryView:
     clean = redact.data(dict(data))
     assert isinstance(clean, dict)
@@ -258,13 +273,16 @@ def entry_view(type_: str, ts: datetime, data: Mapping[str, Any], redact: Redact
         if key not in _SPECIAL_KEYS and value not in (None, "", [], {})
     ]
     raw = clean.get("raw")
+    hint = split_hint(clean.get("hint")) if isinstance(clean.get("hint"), str) else None
+    if hint is None and raw is not None:
+        hint = event_hint(clean)
     return EntryView(
         ts=fmt_time(ts),
         type=type_,
         badge=badge_class(type_),
         facts=facts,
         attempt=_attempt(clean) if type_ in ATTEMPT_TYPES or "request" in clean else None,
-        hint=split_hint(clean.get("hint")) if isinstance(clean.get("hint"), str) else None,
+        hint=hint,
         raw=pretty_json(raw) if raw is not None else None,
     )
 
@@ -293,6 +311,8 @@ def mask_url_password(url: str) -> str:
 def safe_next(target: str | None) -> str:
     """Where to go after login: a UI path on this server, never another site (an open
     redirect would let a link to our login page send a user anywhere)."""
-    if target and target.startswith("/ui") and not target.startswith("//") and "\\" not in target:
+    if not target or "\\" in target:
+        return "/ui/"
+    if target == "/ui" or target.startswith(("/ui/", "/ui?")):
         return target
     return "/ui/"
