@@ -13,8 +13,10 @@ import typer
 from rich.console import Console
 
 from tidings.commands import messages as messages_commands
+from tidings.commands.doctor import doctor as doctor_command
 from tidings.commands.http import client as _client
 from tidings.commands.http import fail_on_error as _fail_on_error
+from tidings.commands.providers import providers_app
 from tidings.sandbox.command import sandbox as sandbox_command
 
 app = typer.Typer(
@@ -28,6 +30,8 @@ app.add_typer(db_app, name="db")
 app.command("sandbox", help="Run the local Mailgun-compatible sandbox.")(sandbox_command)
 app.command("messages")(messages_commands.list_messages)
 app.command("message")(messages_commands.show_message)
+app.add_typer(providers_app, name="providers")
+app.command("doctor")(doctor_command)
 
 console = Console(stderr=True)
 out = Console()
