@@ -148,16 +148,22 @@ async def connect(client: MailgunClient, config: ProviderConfig, url: str) -> Co
     current = {hook.name: hook.urls for hook in await client.list_webhooks(config)}
     report = ConnectReport(domain=config.domain, host=_origin(config), domain_state=state, url=url)
     for kind in WEBHOOK_KINDS:
-        report.webhooks.append(await _ensure(client, config, kind, url, current.get(kind, ())))
+        report.webhooks.append(await _ensure(client, config, kind, url, current.get(kind)))
     return report
 
 
 async def _ensure(
-    client: MailgunClient, config: ProviderConfig, kind: str, url: str, urls: tuple[str, ...]
+    client: MailgunClient,
+    config: ProviderConfig,
+    kind: str,
+    url: str,
+    urls: tuple[str, ...] | None,
 ) -> WebhookResult:
-    if url in urls:
+    """``urls`` is None when Mailgun has no webhook of this kind at all, and may be empty
+    when it lists the kind without URLs (then it must be updated: creating it would fail)."""
+    if urls is not None and url in urls:
         return WebhookResult(kind, "already", urls)
-    if not urls:
+    if urls is None:
         try:
             created = await client.create_webhook(config, kind, [url])
         except MailgunAPIError as exc:
@@ -165,11 +171,11 @@ async def _ensure(
                 raise
             # Created by someone else since the list was read: add to it instead.
             fresh = {hook.name: hook.urls for hook in await client.list_webhooks(config)}
-            if not fresh.get(kind):
+            if kind not in fresh:
                 raise
             return await _ensure(client, config, kind, url, fresh[kind])
         return WebhookResult(kind, "created", created.urls)
     if len(urls) >= MAX_URLS_PER_KIND:
         return WebhookResult(kind, "full", urls)
     updated = await client.update_webhook(config, kind, [*urls, url])
-    return WebhookResult(kind, "added", updated.urls)
+    return WebhookResult(kind, "added" if urls else "created", updated.urls)
