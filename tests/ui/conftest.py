@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -197,9 +196,12 @@ def _send_all(server: UIServer) -> Sent:
     return Sent(delivered=delivered, bounced=bounced, refused=refused, hostile=hostile)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium (never a downloaded one), headless, offline but for loopback."""
+    """Debian's Chromium (never a downloaded one), headless, offline but for loopback.
+
+    Per module, not per session: Playwright's sync API keeps an event loop set on this
+    thread while it lives, which would break asyncio tests that run after these."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"browser tests need Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright")
@@ -237,12 +239,3 @@ def page(context: Any, ui_server: UIServer) -> Any:
     login(tab, ui_server.url)
     assert tab.url.endswith("/ui/"), tab.url
     return tab
-
-
-def wait_until(predicate: Any, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
