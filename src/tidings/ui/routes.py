@@ -33,6 +33,7 @@ from tidings.runtime import Runtime, runtime
 from tidings.store import messages as store
 from tidings.store import providers
 from tidings.store.messages import MessageFilter
+from tidings.store.status_feed import last_event_id
 from tidings.store.tables import message_tags
 from tidings.ui import views
 
@@ -207,8 +208,12 @@ async def message_list(
     )
     rows: list[Any] = []
     next_cursor: str | None = None
+    stream_after = 0
     try:
         async with rt.db.read() as conn:
+            # Read first: the live stream resumes from here, so a change committed between
+            # this page's query and the browser's connection is not missed.
+            stream_after = await last_event_id(conn)
             rows, next_cursor = await store.search(
                 conn, flt, cursor=cursor or None, limit=PAGE_SIZE
             )
@@ -241,6 +246,7 @@ async def message_list(
         # New messages are added live only where they belong without asking the server:
         # the newest page of an unfiltered list.
         live_insert=not cursor and not kept,
+        stream_url=f"/messages/stream?after={stream_after}",
     )
 
 
