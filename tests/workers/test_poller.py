@@ -20,6 +20,7 @@ import pytest
 from tests.support.servers import serve_asgi
 from tidings.api.auth import KeyRing
 from tidings.config import Settings
+from tidings.domain.events import DeliveryEvent, EventKind
 from tidings.domain.status import NO_FACTS, with_sent
 from tidings.providers.mailgun.client import MailgunClient
 from tidings.runtime import Runtime
@@ -29,8 +30,10 @@ from tidings.store import messages as messages_store
 from tidings.store import poll_cursors, providers, suppressions
 from tidings.store.clock import utcnow
 from tidings.store.database import Database
+from tidings.store.events import record_event
 from tidings.store.messages import HistoryEntry, NewMessage
 from tidings.store.providers import StoredProvider
+from tidings.store.status_feed import set_facts
 from tidings.workers.poller import Poller, group_providers, trust_every
 
 DOMAIN = "mg.poll.test"
@@ -429,3 +432,27 @@ async def test_note_webhook_tracks_unbroken_runs(tmp_path: Path) -> None:
         assert await poll_cursors.advance(conn, "http://h", DOMAIN, t0)
         assert not await poll_cursors.advance(conn, "http://h", DOMAIN, t0 - timedelta(1))
     await db.close()
+
+
+async def test_a_polled_event_survives_a_writer_holding_a_stale_row(world: World) -> None:
+    """The dispatcher keeps a message's row across its call to Mailgun; an event recorded
+    meanwhile (by the poller or a webhook) must not be overwritten when it records SENT."""
+    provider = await world.add_provider("on")
+    mailgun_id = await world.send(provider, "ann@example.test", "msg_race")
+    async with world.db.read() as conn:
+        stale = await messages_store.get(conn, "msg_race")
+    assert stale is not None
+    delivered = DeliveryEvent(
+        event_id="evt-race",
+        kind=EventKind.DELIVERED,
+        timestamp=utcnow(),
+        recipient="ann@example.test",
+        provider_message_id=mailgun_id,
+        tidings_id="msg_race",
+        domain=DOMAIN,
+    )
+    async with world.db.write() as conn:
+        await record_event(conn, delivered, source="poll", provider_id=provider.id)
+    async with world.db.write() as conn:
+        await set_facts(conn, stale, with_sent(facts_codec.load(stale.facts), utcnow()))
+    assert (await world.message("msg_race")).status == "DELIVERED"

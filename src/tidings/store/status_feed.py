@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tidings.domain.status import StatusFacts
+from tidings.domain.status import StatusFacts, merge
 from tidings.store import facts as facts_codec
 from tidings.store.clock import utcnow
 from tidings.store.details import message_details
@@ -23,10 +23,23 @@ async def set_facts(
     conn: AsyncConnection, row: sa.Row[Any], facts: StatusFacts, **extra: Any
 ) -> str | None:
     """Store ``facts`` (and ``extra`` columns) for the message ``row``; returns the new status
-    if it changed, else None."""
-    columns = facts_codec.columns(facts)
+    if it changed, else None.
+
+    ``facts`` are merged with what is stored *now*, not with ``row``: a caller's row may be
+    stale (the dispatcher holds it across the call to Mailgun, while a webhook or the poller
+    records ``delivered``), and facts only ever grow, so the merge loses nothing. The row
+    is locked first where the database can (PostgreSQL), so two writers cannot interleave.
+    """
+    stored = (
+        await conn.execute(
+            sa.select(messages.c.facts, messages.c.status)
+            .where(messages.c.id == row.id)
+            .with_for_update()
+        )
+    ).one()
+    columns = facts_codec.columns(merge(facts_codec.load(stored.facts), facts))
     await conn.execute(messages.update().where(messages.c.id == row.id).values(**columns, **extra))
-    if columns["status"] == row.status:
+    if columns["status"] == stored.status:
         return None
     await publish(conn, row.id)
     return str(columns["status"])
