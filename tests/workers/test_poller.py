@@ -45,12 +45,12 @@ class World:
     url: str
     sandbox: Sandbox
     db: Database
-    tmp: Path
+    db_url: str
     http: httpx.AsyncClient
 
     def runtime(self, **overrides: Any) -> Runtime:
         values: dict[str, Any] = {
-            "database_url": f"sqlite+aiosqlite:///{self.tmp / 'tidings.db'}",
+            "database_url": self.db_url,
             "api_key": "tk_test_poller",
             "poll_interval_s": 0.05,
             "poll_trust_s": 3600.0,
@@ -159,13 +159,24 @@ def sandbox_url() -> Iterator[tuple[str, Sandbox]]:
         yield url, sandbox
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    # A sync fixture: postgres_url creates its database with asyncio.run.
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}"
+
+
 @pytest.fixture
-async def world(sandbox_url: tuple[str, Sandbox], tmp_path: Path) -> AsyncIterator[World]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}")
+async def world(
+    sandbox_url: tuple[str, Sandbox], db_url: str, tmp_path: Path
+) -> AsyncIterator[World]:
+    db = Database(db_url)
     await db.upgrade()
     try:
         async with httpx.AsyncClient(timeout=10) as http:
-            yield World(sandbox_url[0], sandbox_url[1], db, tmp_path, http)
+            yield World(sandbox_url[0], sandbox_url[1], db, db_url, http)
     finally:
         await db.close()
 
@@ -400,8 +411,8 @@ def test_configurations_sharing_a_domain_are_one_group() -> None:
     assert by_key[("https://api.eu.mailgun.net", DOMAIN)].mode == "on"
 
 
-async def test_note_webhook_tracks_unbroken_runs(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+async def test_note_webhook_tracks_unbroken_runs(db_url: str) -> None:
+    db = Database(db_url)
     await db.upgrade()
     t0 = utcnow() - timedelta(hours=2)
 
