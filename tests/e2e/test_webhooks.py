@@ -86,8 +86,8 @@ def test_every_scenario_settles_through_webhooks_alone(
     for name, (status, reason) in SCENARIOS.items():
         details = server.wait_for(
             ids[name],
-            lambda d, s=status: (
-                d["status"] == s and (s != "DELIVERED" or _history_has(server, ids[name], name))
+            lambda d, s=status, n=name: (
+                d["status"] == s and (s != "DELIVERED" or _history_has(server, ids[n], n))
             ),
         )
         assert details["status"] == status, (name, details)

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.api.errors import describe_validation, error_response
 from tidings.api.schemas import EmailOverride, MailgunOverride, MessageIn, SendRequest
@@ -215,31 +216,36 @@ async def send(
         for m in new
     ]
     answer = {"requestId": request_id}
+
+    async def commit(conn: AsyncConnection) -> idempotency.StoredAnswer | None:
+        if idempotency_key:
+            stored = await idempotency.find(conn, idempotency_key)
+            if stored is not None:
+                return stored
+            assert key_expiry is not None
+            await idempotency.save(
+                conn,
+                idempotency_key,
+                request_hash=request_hash,
+                status_code=202,
+                body=answer,
+                expires_at=key_expiry,
+            )
+        await store.insert(conn, new, first)
+        return None
+
     try:
-        async with rt.db.write() as conn:
-            if idempotency_key:
-                stored = await idempotency.find(conn, idempotency_key)
-                if stored is not None:
-                    return _replay(stored, request_hash)
-                assert key_expiry is not None
-                await idempotency.save(
-                    conn,
-                    idempotency_key,
-                    request_hash=request_hash,
-                    status_code=202,
-                    body=answer,
-                    expires_at=key_expiry,
-                )
-            await store.insert(conn, new, first)
+        replayed = await rt.db.grouped(commit)
     except IntegrityError:
         # Another request with the same key committed first (PostgreSQL): replay its answer.
         if not idempotency_key:
             raise
         async with rt.db.read() as conn:
-            stored = await idempotency.find(conn, idempotency_key)
-        if stored is None:
+            replayed = await idempotency.find(conn, idempotency_key)
+        if replayed is None:
             raise
-        return _replay(stored, request_hash)
+    if replayed is not None:
+        return _replay(replayed, request_hash)
     rt.wake()
     return JSONResponse(answer, status_code=202)
 

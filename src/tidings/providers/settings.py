@@ -126,11 +126,24 @@ def mask(secret: str | None) -> str | None:
     return "****" + secret[-4:] if len(secret) >= 12 else "****"
 
 
+def hide_password(url: str) -> str:
+    """A URL with any password in it replaced by ``****`` (proxy URLs carry credentials)."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username}:****@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return parts._replace(netloc=netloc).geturl()
+
+
 def public_settings(settings: dict[str, Any]) -> dict[str, Any]:
     shown = dict(settings)
     for name in SECRET_FIELDS:
         if shown.get(name):
             shown[name] = mask(shown[name])
+    if shown.get("proxy_url"):
+        shown["proxy_url"] = hide_password(shown["proxy_url"])
     return shown
 
 

@@ -110,6 +110,31 @@ async def tags_of(conn: AsyncConnection, message_id: str) -> list[str]:
     return list(rows.scalars())
 
 
+async def tags_of_many(conn: AsyncConnection, ids: list[str]) -> dict[str, list[str]]:
+    tags: dict[str, list[str]] = {message_id: [] for message_id in ids}
+    if ids:
+        rows = await conn.execute(
+            sa.select(message_tags.c.message_id, message_tags.c.tag).where(
+                message_tags.c.message_id.in_(ids)
+            )
+        )
+        for message_id, tag in rows:
+            tags[message_id].append(tag)
+    return tags
+
+
+async def open_attempts_of(conn: AsyncConnection, ids: list[str]) -> dict[str, sa.Row[Any]]:
+    """For each message, its newest attempt that never got an answer (if any)."""
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        sa.select(attempts)
+        .where(attempts.c.message_id.in_(ids), attempts.c.finished_at.is_(None))
+        .order_by(attempts.c.id)
+    )
+    return {row.message_id: row for row in rows}
+
+
 async def by_request(conn: AsyncConnection, request_id: str) -> list[sa.Row[Any]]:
     return list(
         await conn.execute(

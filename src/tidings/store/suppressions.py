@@ -48,6 +48,14 @@ async def get(conn: AsyncConnection, address: str) -> Suppression | None:
     return _row(row) if row else None
 
 
+async def get_many(conn: AsyncConnection, addresses: list[str]) -> dict[str, Suppression]:
+    wanted = sorted({a.strip().lower() for a in addresses if a})
+    if not wanted:
+        return {}
+    rows = await conn.execute(sa.select(suppressions).where(suppressions.c.address.in_(wanted)))
+    return {row.address: _row(row) for row in rows}
+
+
 async def add(
     conn: AsyncConnection,
     address: str,

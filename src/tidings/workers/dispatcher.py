@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.domain.errors import ValidationError
 from tidings.domain.status import (
@@ -38,11 +40,24 @@ from tidings.store import facts as facts_codec
 from tidings.store import messages as store
 from tidings.store import profiles, providers, suppressions
 from tidings.store.clock import utcnow
+from tidings.store.providers import StoredProvider
 from tidings.store.status_feed import set_facts
 from tidings.workers import compose
 from tidings.workers.ratelimit import RateLimiter
 
 log = structlog.get_logger("tidings.dispatcher")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What a claimed batch of messages needs, loaded at once."""
+
+    rows: dict[str, Any]
+    open_attempts: dict[str, Any]
+    profiles: dict[str, dict[str, Any]]
+    providers: dict[str, StoredProvider]
+    default_provider: StoredProvider | None
+    tags: dict[str, list[str]]
 
 
 class Dispatcher:
@@ -63,9 +78,10 @@ class Dispatcher:
             while not stop.is_set():
                 claimed = await self._claim()
                 if claimed:
+                    batch = await self._load(claimed)
                     for message_id in claimed:
                         await self._slots.acquire()
-                        task = asyncio.create_task(self._guarded(message_id))
+                        task = asyncio.create_task(self._guarded(message_id, batch))
                         self._inflight.add(task)
                         task.add_done_callback(self._inflight.discard)
                     continue
@@ -109,9 +125,23 @@ class Dispatcher:
         for task in (waiter, stopper):
             task.cancel()
 
-    async def _guarded(self, message_id: str) -> None:
+    async def _load(self, ids: list[str]) -> Batch:
+        """Everything the claimed messages need, in a few queries for the whole batch."""
+        async with self.rt.db.read() as conn:
+            rows = {row.id: row for row in await store.get_many(conn, ids)}
+            user_ids = sorted({r.user_id for r in rows.values() if r.user_id})
+            return Batch(
+                rows=rows,
+                open_attempts=await store.open_attempts_of(conn, ids),
+                profiles=await profiles.get_many(conn, user_ids),
+                providers={p.id: p for p in await providers.list_all(conn)},
+                default_provider=await providers.default(conn),
+                tags=await store.tags_of_many(conn, ids),
+            )
+
+    async def _guarded(self, message_id: str, batch: Batch) -> None:
         try:
-            await self.process(message_id)
+            await self.process(message_id, batch)
         except Exception:
             log.exception("dispatch failed; retrying later", message_id=message_id)
             with contextlib.suppress(Exception):
@@ -128,22 +158,16 @@ class Dispatcher:
 
     # -- one message --------------------------------------------------------------------
 
-    async def process(self, message_id: str) -> None:
-        async with self.rt.db.read() as conn:
-            row = await store.get(conn, message_id)
-            if row is None or not row.queued or row.lease_owner != self.owner:
-                return
-            open_attempt = await store.open_attempt(conn, message_id)
-            stored_profile = None
-            if row.user_id:
-                found = await profiles.get(conn, row.user_id)
-                stored_profile = found[0] if found else None
-            provider = (
-                await providers.get(conn, row.provider_id)
-                if row.provider_id
-                else await providers.default(conn)
-            )
-            tags = await store.tags_of(conn, message_id)
+    async def process(self, message_id: str, batch: Batch) -> None:
+        row = batch.rows.get(message_id)
+        if row is None or not row.queued or row.lease_owner != self.owner:
+            return
+        open_attempt = batch.open_attempts.get(message_id)
+        stored_profile = batch.profiles.get(row.user_id) if row.user_id else None
+        provider = (
+            batch.providers.get(row.provider_id) if row.provider_id else batch.default_provider
+        )
+        tags = batch.tags.get(message_id, [])
         now = utcnow()
 
         if row.expires_at is not None and now >= row.expires_at and open_attempt is None:
@@ -161,15 +185,18 @@ class Dispatcher:
         except ValidationError as exc:
             await self._unroutable(row, Reason.NO_CHANNELS, str(exc))
             return
+        # History entries learned on the way, written with this message's next write.
+        pending: list[tuple[str, dict[str, Any]]] = []
         if not row.rendered and row.user_id:
-            await self._history(
-                message_id,
-                HistoryType.PROFILE_LOADED,
-                {
-                    "user_id": row.user_id,
-                    "found": stored_profile is not None,
-                    "merged_profile": resolved.profile,
-                },
+            pending.append(
+                (
+                    HistoryType.PROFILE_LOADED.value,
+                    {
+                        "user_id": row.user_id,
+                        "found": stored_profile is not None,
+                        "merged_profile": resolved.profile,
+                    },
+                )
             )
         if resolved.email is None:
             why = (
@@ -178,18 +205,23 @@ class Dispatcher:
                 if row.user_id
                 else "no email address: the recipient gave none"
             )
-            await self._unroutable(row, Reason.NO_CHANNELS, why)
+            await self._unroutable(row, Reason.NO_CHANNELS, why, pending)
             return
         if provider is None:
             await self._unroutable(
-                row, Reason.NO_PROVIDERS, "no Mailgun configuration: add one with POST /providers"
+                row,
+                Reason.NO_PROVIDERS,
+                "no Mailgun configuration: add one with POST /providers",
+                pending,
             )
             return
 
         try:
             config = compose.provider_config(provider.settings, payload)
         except (ValueError, TypeError) as exc:
-            await self._fail(row, Reason.PROVIDER_ERROR, f"bad provider configuration: {exc}")
+            await self._fail(
+                row, Reason.PROVIDER_ERROR, f"bad provider configuration: {exc}", pending=pending
+            )
             return
 
         if open_attempt is not None or row.in_doubt:
@@ -207,22 +239,22 @@ class Dispatcher:
                 f"{', code ' + str(suppressed.code) if suppressed.code else ''}); "
                 "Mailgun was not called. Remove it with DELETE /suppressions/{address}.",
                 history_extra={"suppression": suppressed.as_dict()},
+                pending=pending,
             )
             return
 
+        updates: dict[str, Any] = {}
         if row.rendered:
             rendered = RenderedEmail(**row.rendered)
         else:
             try:
                 rendered = compose.render(payload, resolved)
             except (RenderError, ValidationError) as exc:
-                await self._fail(row, Reason.FAILED, f"rendering failed: {exc}")
+                await self._fail(row, Reason.FAILED, f"rendering failed: {exc}", pending=pending)
                 return
-            async with self.rt.db.write() as conn:
-                await store.update(conn, message_id, rendered=rendered.as_dict())
-                await store.add_history(
-                    conn,
-                    message_id,
+            updates["rendered"] = rendered.as_dict()
+            pending.append(
+                (
                     HistoryType.RENDERED.value,
                     {
                         "subject": rendered.subject,
@@ -230,33 +262,39 @@ class Dispatcher:
                         "text_bytes": len(rendered.text or ""),
                     },
                 )
+            )
 
         wait = self.limiter.reserve(provider.id, provider.settings.get("rate_limit"))
         if wait > 0:
-            async with self.rt.db.write() as conn:
-                await store.update(
-                    conn,
-                    message_id,
-                    next_attempt_at=utcnow() + timedelta(seconds=wait),
-                    lease_owner=None,
-                    lease_until=None,
-                )
+            # Over the configuration's rate: back in the queue for when a token is free.
+            updates.update(
+                next_attempt_at=utcnow() + timedelta(seconds=wait),
+                lease_owner=None,
+                lease_until=None,
+            )
+
+            async def requeue(conn: AsyncConnection) -> None:
+                await _write_pending(conn, message_id, pending)
+                await store.update(conn, message_id, **updates)
+
+            await self.rt.db.grouped(requeue)
             return
 
         try:
             email = compose.outgoing(message_id, payload, resolved, rendered, config, tags)
-        except compose.ComposeError as exc:
-            await self._fail(row, Reason.FAILED, str(exc))
-            return
-
-        try:
             request = build_request(email, config)
+        except compose.ComposeError as exc:
+            await self._fail(row, Reason.FAILED, str(exc), pending=pending)
+            return
         except PayloadError as exc:
-            await self._fail(row, Reason.PROVIDER_ERROR, str(exc))
+            await self._fail(row, Reason.PROVIDER_ERROR, str(exc), pending=pending)
             return
         number = row.attempts + 1
         request_record = _record_dict(redact(request, (config.api_key, config.webhook_signing_key)))
-        async with self.rt.db.write() as conn:
+
+        async def begin(conn: AsyncConnection) -> int:
+            """Render results and the attempt, committed before Mailgun is called."""
+            await _write_pending(conn, message_id, pending)
             attempt_id = await store.start_attempt(
                 conn, message_id, number, config.base_url, request_record
             )
@@ -266,7 +304,11 @@ class Dispatcher:
                 attempts=number,
                 provider_id=provider.id,
                 provider_domain=config.domain,
+                **updates,
             )
+            return attempt_id
+
+        attempt_id = await self.rt.db.grouped(begin)
         outcome = await self.client.send(email, config)
         await self._record(row, provider.id, config, attempt_id, number, outcome)
 
@@ -291,7 +333,8 @@ class Dispatcher:
             "response": {"status": outcome.status_code, "body": outcome.response_body},
             "duration_ms": round(outcome.duration_ms, 1),
         }
-        async with self.rt.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> None:
             await store.finish_attempt(
                 conn,
                 attempt_id,
@@ -414,6 +457,8 @@ class Dispatcher:
                 ts=now,
             )
 
+        await self.rt.db.grouped(write)
+
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter, capped."""
         ceiling = min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** (attempt - 1))
@@ -491,17 +536,22 @@ class Dispatcher:
         return False
 
     async def _suppressed(self, address: str) -> suppressions.Suppression | None:
+        # Read at the last moment: a bounce may have come in since the batch was loaded.
         async with self.rt.db.read() as conn:
             return await suppressions.get(conn, address)
 
-    async def _history(self, message_id: str, type_: HistoryType, data: dict[str, Any]) -> None:
-        async with self.rt.db.write() as conn:
-            await store.add_history(conn, message_id, type_.value, data)
-
-    async def _unroutable(self, row: Any, reason: Reason, why: str) -> None:
+    async def _unroutable(
+        self,
+        row: Any,
+        reason: Reason,
+        why: str,
+        pending: list[tuple[str, dict[str, Any]]] | None = None,
+    ) -> None:
         now = utcnow()
         facts = with_unroutable(facts_codec.load(row.facts), now, reason, why)
-        async with self.rt.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> None:
+            await _write_pending(conn, row.id, pending or [])
             await set_facts(
                 conn,
                 row,
@@ -518,16 +568,21 @@ class Dispatcher:
                 ts=now,
             )
 
+        await self.rt.db.grouped(write)
+
     async def _fail(
         self,
         row: Any,
         reason: Reason,
         message: str,
         history_extra: dict[str, Any] | None = None,
+        pending: list[tuple[str, dict[str, Any]]] | None = None,
     ) -> None:
         now = utcnow()
         facts = with_failure(facts_codec.load(row.facts), now, reason, None, message)
-        async with self.rt.db.write() as conn:
+
+        async def write(conn: AsyncConnection) -> None:
+            await _write_pending(conn, row.id, pending or [])
             await set_facts(
                 conn,
                 row,
@@ -543,6 +598,15 @@ class Dispatcher:
                 {"reason": reason.value, "error_message": message, **(history_extra or {})},
                 ts=now,
             )
+
+        await self.rt.db.grouped(write)
+
+
+async def _write_pending(
+    conn: AsyncConnection, message_id: str, pending: list[tuple[str, dict[str, Any]]]
+) -> None:
+    for type_, data in pending:
+        await store.add_history(conn, message_id, type_, data)
 
 
 def _record_dict(r: RequestRecord) -> dict[str, Any]:
