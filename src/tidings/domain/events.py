@@ -45,3 +45,5 @@ class DeliveryEvent:
     message: str | None = None
     url: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    # What the provider knows this failure means and how to fix it, for people.
+    hint: str | None = None

@@ -130,7 +130,14 @@ class EventFactory:
             item["storage"] = copy.shared["storage"]
             item["delivery-status"] = self._status(copy, attempt, 250, "", "OK")
             return item
-        if kind in (outcomes.BOUNCED, outcomes.NO_MX, outcomes.SUPPRESSED, outcomes.DEFERRED):
+        if kind in (
+            outcomes.BOUNCED,
+            outcomes.NO_MX,
+            outcomes.SUPPRESSED,
+            outcomes.DEFERRED,
+            outcomes.RCPT_NO_MX,
+            outcomes.TOO_OLD,
+        ):
             return self._failed(kind, copy, attempt)
         item = self._base(
             kind, "warn" if kind == outcomes.COMPLAINED else "info", copy, empty_vars={}
@@ -145,7 +152,7 @@ class EventFactory:
 
     def _failed(self, kind: str, copy: MessageCopy, attempt: int) -> JSON:
         # Mailgun lists an empty user-variables of a failure as [] (see the samples).
-        temporary = kind == outcomes.DEFERRED
+        temporary = kind in (outcomes.DEFERRED, outcomes.RCPT_NO_MX)
         item = self._base("failed", "warn" if temporary else "error", copy, empty_vars=[])
         item["severity"] = "temporary" if temporary else "permanent"
         item["envelope"] = self._envelope(copy)
@@ -183,6 +190,16 @@ class EventFactory:
                 "enhanced-code": "",
                 "session-seconds": 0.0,
             }
+        elif kind == outcomes.RCPT_NO_MX:
+            item["reason"] = "generic"
+            domain = copy.shared["recipient-domain"]
+            status = self._status(copy, attempt, 498, "", f"No MX for [{domain}]")
+            status["description"] = f"No MX for [{domain}]"
+            status["retry-seconds"] = 900
+        elif kind == outcomes.TOO_OLD:
+            item["reason"] = "old"
+            status = self._status(copy, attempt, 602, "", "Too old")
+            status["description"] = "Too old"
         else:
             item["reason"] = "greylisted"
             status = self._status(

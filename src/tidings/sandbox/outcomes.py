@@ -16,6 +16,8 @@ BOUNCED = "bounced"  # permanent, 550 5.1.1, reason bounce, hard
 NO_MX = "no-mx"  # permanent, 550 5.1.8: the *sending* domain has no MX record
 DEFERRED = "deferred"  # temporary, 451 4.7.1 greylisted
 SUPPRESSED = "suppressed"  # permanent, 605, reason suppress-bounce
+RCPT_NO_MX = "rcpt-no-mx"  # temporary, 498 "No MX for [domain]": the recipient's domain
+TOO_OLD = "too-old"  # permanent, 602 "Too old", reason old: Mailgun gave up retrying
 OPENED = "opened"
 CLICKED = "clicked"
 COMPLAINED = "complained"
@@ -46,6 +48,12 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "defer", (DEFERRED, DELIVERED), "accepted, failed temporary 451 greylisted, delivered"
+        ),
+        Scenario(
+            "rcptnomx",
+            (RCPT_NO_MX, TOO_OLD),
+            "accepted, failed temporary 498 No MX for the recipient's domain, then failed "
+            "permanent 602 Too old (Mailgun gave up retrying)",
         ),
         Scenario("open", (DELIVERED, OPENED), "accepted, delivered, opened"),
         Scenario("click", (DELIVERED, OPENED, CLICKED), "accepted, delivered, opened, clicked"),

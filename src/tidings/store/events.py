@@ -21,7 +21,7 @@ from tidings.store import messages as store
 from tidings.store import suppressions
 from tidings.store.clock import utcnow
 from tidings.store.status_feed import set_facts
-from tidings.store.tables import unmatched_events, webhook_tokens
+from tidings.store.tables import messages, unmatched_events, webhook_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +48,12 @@ def suppression_for(event: DeliveryEvent) -> tuple[str, int | None, str | None] 
             return "unsubscribe", event.code, event.message
         if reason == "suppress-complaint":
             return "complaint", event.code, event.message
-        if reason in ("bounce", "suppress-bounce") or (event.code or 0) >= 500:
-            # Only a hard bounce: a permanent failure from the recipient's server.
-            bounce_type = ((event.raw.get("delivery-status") or {}) or {}).get("bounce-type")
-            if reason != "bounce" or bounce_type in (None, "hard"):
+        if reason == "suppress-bounce":
+            return "bounce", event.code, event.message
+        if reason == "bounce":
+            # Only a hard bounce: the recipient's server refused the address for good.
+            bounce_type = (event.raw.get("delivery-status") or {}).get("bounce-type")
+            if bounce_type in (None, "hard"):
                 return "bounce", event.code, event.message
     return None
 
@@ -87,6 +89,8 @@ def _history_data(event: DeliveryEvent, source: str, provider_id: str | None) ->
         data["note"] = "temporary failure: Mailgun will retry"
     if event.url:
         data["url"] = event.url
+    if event.hint:
+        data["hint"] = event.hint
     return data
 
 
@@ -139,9 +143,14 @@ async def record_event(
         )
     before = facts_codec.load(row.facts)
     after = apply_event(before, event)
-    if after == before:
-        return Recorded(row.id, True, False, row.status)
     extra: dict[str, Any] = {}
+    # A message-level hint explains why it has not arrived: not for a delivered one.
+    if event.hint and not row.hint and after.delivered_at is None:
+        extra["hint"] = event.hint
+    if after == before:
+        if extra:
+            await conn.execute(messages.update().where(messages.c.id == row.id).values(**extra))
+        return Recorded(row.id, True, False, row.status)
     if row.provider_message_id is None and event.provider_message_id:
         extra["provider_message_id"] = event.provider_message_id
     changed = await set_facts(conn, row, after, **extra)

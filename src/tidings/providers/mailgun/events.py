@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tidings.domain.events import DeliveryEvent, EventKind
+from tidings.providers.mailgun.hints import hint_for
 from tidings.providers.mailgun.payload import TIDINGS_ID_VARIABLE
 
 __all__ = ["EventParseError", "message_id_domain", "parse_event_item", "parse_timestamp"]
@@ -111,4 +112,12 @@ def parse_event_item(item: dict[str, Any]) -> DeliveryEvent:
         message=message_text,
         url=_text(item.get("url")),
         raw=item,
+        hint=_hint(kind, message_text, _code(status.get("code"))),
     )
+
+
+def _hint(kind: EventKind, message: str | None, code: int | None) -> str | None:
+    if kind not in (EventKind.FAILED, EventKind.REJECTED):
+        return None
+    hint = hint_for(None, message, code)
+    return hint.text() if hint else None
