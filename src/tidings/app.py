@@ -24,6 +24,7 @@ from tidings.api import suppressions as suppressions_api
 from tidings.api import webhooks as webhooks_api
 from tidings.api.auth import KeyRing, require_api_key
 from tidings.config import Settings
+from tidings.logging import register_provider_secrets, register_secret
 from tidings.providers.mailgun.client import MailgunClient, Timeouts
 from tidings.providers.settings import MailgunSettings
 from tidings.runtime import Runtime
@@ -140,6 +141,15 @@ async def ensure_sandbox_provider(db: Database, public_url: str) -> StoredProvid
         return current
 
 
+async def register_secrets(rt: Runtime) -> None:
+    """Teach the log masker every key this process knows, so no log line can carry one."""
+    if rt.settings.api_key is not None:
+        register_secret(rt.settings.api_key.get_secret_value())
+    async with rt.db.read() as conn:
+        for stored in await providers.list_all(conn):
+            register_provider_secrets(stored.settings)
+
+
 async def decide_sandbox_mode(settings: Settings, db: Database) -> bool:
     if settings.sandbox is not None:
         return settings.sandbox
@@ -173,6 +183,7 @@ def create_app(
             await sandbox_holder["sandbox"].start()
         await ensure_providers(rt, report)
         report.sandbox_mode = rt.sandbox_mode
+        await register_secrets(rt)
         if report.announce:
             _announce(rt, report)
         client = MailgunClient(

@@ -20,6 +20,13 @@ def register_secret(secret: str | None) -> None:
         _SECRETS.add(secret)
 
 
+def register_provider_secrets(settings: dict[str, Any]) -> None:
+    for name in ("api_key", "webhook_signing_key"):
+        value = settings.get(name)
+        if isinstance(value, str):
+            register_secret(value)
+
+
 def mask_text(text: str) -> str:
     for secret in _SECRETS:
         if secret in text:
@@ -34,11 +41,29 @@ def _mask(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
+class _MaskingFilter(logging.Filter):
+    """Masks secrets in log records of any library, not only Tidings' own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_text(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
 def configure_logging(level: str = "info") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
-    logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s")
+    # Libraries log at WARNING at most: their DEBUG output (SQL parameters, request bodies)
+    # would carry message contents and settings.
+    logging.basicConfig(
+        stream=sys.stderr, level=max(numeric, logging.WARNING), format="%(message)s"
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_MaskingFilter())
+    logging.getLogger("tidings").setLevel(numeric)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

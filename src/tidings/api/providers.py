@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from tidings.api.errors import describe_validation
 from tidings.api.schemas import ProviderIn, ProviderPatchIn
 from tidings.errors import BadRequest, NotFound
+from tidings.logging import register_provider_secrets
 from tidings.providers.settings import MailgunSettings, catalog, public_settings
 from tidings.runtime import Runtime, runtime
 from tidings.store import providers
@@ -48,7 +49,9 @@ def validate_settings(provider: str, settings: dict[str, Any]) -> dict[str, Any]
     except ValidationError as exc:
         errors = [{**e, "loc": ("settings", *e["loc"])} for e in exc.errors()]
         raise BadRequest(describe_validation(errors)) from None
-    return parsed.model_dump(mode="json", exclude_none=True)
+    valid = parsed.model_dump(mode="json", exclude_none=True)
+    register_provider_secrets(valid)
+    return valid
 
 
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

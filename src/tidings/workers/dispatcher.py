@@ -290,7 +290,15 @@ class Dispatcher:
             await self._fail(row, Reason.PROVIDER_ERROR, str(exc), pending=pending)
             return
         number = row.attempts + 1
-        request_record = _record_dict(redact(request, (config.api_key, config.webhook_signing_key)))
+        # Every key this send could reveal is masked, should a user have pasted one into a
+        # field: the message's own (override) key and the configuration's stored ones.
+        secrets = (
+            config.api_key,
+            config.webhook_signing_key,
+            provider.settings.get("api_key"),
+            provider.settings.get("webhook_signing_key"),
+        )
+        request_record = _record_dict(redact(request, secrets))
 
         async def begin(conn: AsyncConnection) -> int:
             """Render results and the attempt, committed before Mailgun is called."""
@@ -310,7 +318,7 @@ class Dispatcher:
 
         attempt_id = await self.rt.db.grouped(begin)
         outcome = await self.client.send(email, config)
-        await self._record(row, provider.id, config, attempt_id, number, outcome)
+        await self._record(row, provider.id, config, attempt_id, number, outcome, request_record)
 
     # -- outcomes -----------------------------------------------------------------------
 
@@ -322,6 +330,7 @@ class Dispatcher:
         attempt_id: int,
         number: int,
         outcome: SendOutcome,
+        request_record: dict[str, Any],
     ) -> None:
         now = utcnow()
         attempt_data = {
@@ -329,7 +338,7 @@ class Dispatcher:
             "worker": self.owner,
             "integration": {"id": provider_id, "provider": "mailgun"},
             "region": config.region,
-            "request": _request_dict(outcome),
+            "request": request_record,
             "response": {"status": outcome.status_code, "body": outcome.response_body},
             "duration_ms": round(outcome.duration_ms, 1),
         }
@@ -617,7 +626,3 @@ def _record_dict(r: RequestRecord) -> dict[str, Any]:
         "fields": [list(f) for f in r.fields],
         "files": r.files,
     }
-
-
-def _request_dict(outcome: SendOutcome) -> dict[str, Any]:
-    return _record_dict(outcome.request)

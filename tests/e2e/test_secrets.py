@@ -1,0 +1,155 @@
+"""Secrets stay secret: no API key or signing key in any answer, log line or history entry."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.servers import free_port, serve_asgi
+from tidings.sandbox import Sandbox, SandboxSettings
+
+TIDINGS_KEY = "tk_secret_Tidings_0123456789abcdefXYZ"
+MAILGUN_KEY = "key-secretMailgun0123456789abcdefQRS"
+SIGNING_KEY = "sign-secretSigning0123456789abcdefLMN"
+DOMAIN = "mg.secrets.test"
+
+
+def test_no_secret_in_answers_logs_or_history(tmp_path: Path) -> None:
+    sandbox = Sandbox(
+        SandboxSettings(
+            domains=[DOMAIN],
+            api_key=MAILGUN_KEY,
+            signing_key=SIGNING_KEY,
+            event_delay=0.02,
+            retry_scale=0.001,
+        )
+    )
+    answers: list[str] = []
+
+    def record(response: httpx.Response) -> None:
+        response.read()
+        answers.append(json.dumps(dict(response.headers)) + response.text)
+
+    with serve_asgi(sandbox.asgi()) as sandbox_url:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = tmp_path / "serve.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "MAILGUN_"))}
+        env.update(
+            TIDINGS_API_KEY=TIDINGS_KEY,
+            TIDINGS_LOG_LEVEL="debug",
+            TIDINGS_PUBLIC_URL=url,
+            MAILGUN_API_KEY=MAILGUN_KEY,
+            MAILGUN_DOMAIN=DOMAIN,
+            MAILGUN_HOST=sandbox_url,
+            MAILGUN_WEBHOOK_SIGNING_KEY=SIGNING_KEY,
+            TIDINGS_RETRY_BASE_S="0.05",
+            TIDINGS_POLL_INTERVAL_S="0.2",
+            TIDINGS_POLL_TRUST_S="0.5",
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tidings.cli", "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            client = httpx.Client(
+                base_url=url,
+                headers={"Authorization": f"Bearer {TIDINGS_KEY}"},
+                event_hooks={"response": [record]},
+                timeout=30,
+            )
+            for _ in range(100):
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            providers = client.get("/providers").json()["results"]
+            provider_id = providers[0]["id"]
+            client.get(f"/providers/{provider_id}")
+            client.post(f"/providers/{provider_id}/connect")
+            client.get(f"/providers/{provider_id}/doctor")
+            ids = []
+            for to in ("a@example.test", "b+bounce@example.test", "c+click@example.test"):
+                ids.append(
+                    client.post(
+                        "/send",
+                        json={
+                            "message": {
+                                "to": {"email": to},
+                                "content": {"title": "Hi", "body": "there"},
+                            }
+                        },
+                    ).json()["requestId"]
+                )
+            # A send whose override carries a (wrong) key, and one that pastes the real key.
+            ids.append(
+                client.post(
+                    "/send",
+                    json={
+                        "message": {
+                            "to": {"email": "d@example.test"},
+                            "content": {"title": "t", "body": "b"},
+                            "providers": {
+                                "mailgun": {
+                                    "override": {
+                                        "config": {"apiKey": "key-wrongWrongWrong0000"},
+                                        "body": {"v:note": MAILGUN_KEY},
+                                    }
+                                }
+                            },
+                        }
+                    },
+                ).json()["requestId"]
+            )
+            client.post("/send", json={"message": {"to": {"email": "bad"}}})
+            client.get("/messages", headers={"Authorization": "Bearer wrong"})
+            time.sleep(2)
+            client.get("/messages")
+            for message_id in ids:
+                client.get(f"/messages/{message_id}")
+                client.get(f"/messages/{message_id}/history")
+                client.get(f"/messages/{message_id}/output")
+            client.get("/suppressions")
+            client.get("/openapi.json")
+            login = client.post("/ui/login", data={"key": TIDINGS_KEY}, follow_redirects=False)
+            for page in (
+                "/ui/",
+                f"/ui/messages/{ids[0]}",
+                f"/ui/messages/{ids[3]}",
+                "/ui/providers",
+                f"/ui/providers/{provider_id}",
+            ):
+                client.get(page, cookies=login.cookies)
+            client.close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        logs = log.read_text(errors="replace")
+
+    assert len(answers) > 30
+    assert "webhook accepted" in logs  # the run did exercise the webhook path
+    for secret in (TIDINGS_KEY, MAILGUN_KEY, SIGNING_KEY):
+        for answer in answers:
+            assert secret not in answer, f"secret ending {secret[-4:]} in an API answer"
+        assert secret not in logs, f"secret ending {secret[-4:]} in the logs"
+    # Nor does any history entry, attempt record or status event in the database (the
+    # providers table holds the configuration's keys, and a message's payload what its sender
+    # wrote, both needed to send).
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "tidings.db")
+    for table in ("history", "attempts", "status_events", "unmatched_events"):
+        dump = json.dumps(db.execute(f"select * from {table}").fetchall(), default=str)
+        for secret in (TIDINGS_KEY, MAILGUN_KEY, SIGNING_KEY):
+            assert secret not in dump, f"secret ending {secret[-4:]} in table {table}"
