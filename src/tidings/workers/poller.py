@@ -48,7 +48,7 @@ import contextlib
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -156,7 +156,6 @@ class CycleReport:
     changed: int = 0
     trust_pass: bool = False
     settled_until: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Poller:
