@@ -17,6 +17,7 @@ from tidings.commands.doctor import doctor as doctor_command
 from tidings.commands.http import client as _client
 from tidings.commands.http import fail_on_error as _fail_on_error
 from tidings.commands.providers import providers_app
+from tidings.commands.suppressions import app as suppressions_app
 from tidings.sandbox.command import sandbox as sandbox_command
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app.command("messages")(messages_commands.list_messages)
 app.command("message")(messages_commands.show_message)
 app.add_typer(providers_app, name="providers")
 app.command("doctor")(doctor_command)
+app.add_typer(suppressions_app, name="suppressions")
 
 console = Console(stderr=True)
 out = Console()
