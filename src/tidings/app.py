@@ -21,6 +21,7 @@ from tidings.api import send as send_api
 from tidings.api import status_endpoints as status_endpoints_api
 from tidings.api import stream as stream_api
 from tidings.api import suppressions as suppressions_api
+from tidings.api import unmatched as unmatched_api
 from tidings.api import webhooks as webhooks_api
 from tidings.api.auth import KeyRing, require_api_key
 from tidings.config import Settings
@@ -228,6 +229,7 @@ def create_app(
     app.include_router(providers_api.router, dependencies=protected)
     app.include_router(provider_tools_api.router, dependencies=protected)
     app.include_router(suppressions_api.router, dependencies=protected)
+    app.include_router(unmatched_api.router, dependencies=protected)
     app.include_router(status_endpoints_api.router, dependencies=protected)
     # Mailgun authenticates by signature, not by our API key.
     app.include_router(webhooks_api.router)

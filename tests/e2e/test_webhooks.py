@@ -252,3 +252,18 @@ def test_no_signing_key_refuses_everything(
         ).json()["webhook_url"]
     body = _signed(mailgun_sandbox.settings.signing_key, _delivered_event("m", "p@" + DOMAIN))
     assert httpx.post(url, json=body).status_code == 401
+
+
+def test_event_for_unknown_message_is_kept_as_unmatched(
+    webhook_only: tuple[RunningTidings, str], mailgun_sandbox: RunningSandbox
+) -> None:
+    server, url = webhook_only
+    event = _delivered_event("not-a-tidings-id", "unknown-123@" + DOMAIN)
+    assert (
+        httpx.post(url, json=_signed(mailgun_sandbox.settings.signing_key, event)).status_code
+        == 200
+    )
+    with server.http() as http:
+        unmatched = http.get("/events/unmatched").json()["results"]
+    assert [u["reference"] for u in unmatched] == ["unknown-123@" + DOMAIN]
+    assert unmatched[0]["event"] == "delivered" and unmatched[0]["source"] == "webhook"
