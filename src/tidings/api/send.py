@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.api.errors import describe_validation, error_response
 from tidings.api.schemas import EmailOverride, MailgunOverride, MessageIn, SendRequest
@@ -32,6 +31,7 @@ from tidings.store import facts as facts_codec
 from tidings.store import idempotency
 from tidings.store import messages as store
 from tidings.store.clock import from_ms, utcnow
+from tidings.store.database import Conn
 
 router = APIRouter(tags=["send"])
 
@@ -217,7 +217,7 @@ async def send(
     ]
     answer = {"requestId": request_id}
 
-    async def commit(conn: AsyncConnection) -> idempotency.StoredAnswer | None:
+    async def commit(conn: Conn) -> idempotency.StoredAnswer | None:
         if idempotency_key:
             stored = await idempotency.find(conn, idempotency_key)
             if stored is not None:

@@ -7,9 +7,9 @@ import hmac
 import secrets
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.store.clock import utcnow
+from tidings.store.database import Conn
 from tidings.store.tables import api_keys
 
 
@@ -22,17 +22,17 @@ def generate() -> str:
     return "tk_" + secrets.token_urlsafe(32)
 
 
-async def count(conn: AsyncConnection) -> int:
+async def count(conn: Conn) -> int:
     return int(await conn.scalar(sa.select(sa.func.count()).select_from(api_keys)) or 0)
 
 
-async def add(conn: AsyncConnection, key: str) -> None:
+async def add(conn: Conn, key: str) -> None:
     await conn.execute(
         api_keys.insert().values(key_hash=hash_key(key), last4=key[-4:], created_at=utcnow())
     )
 
 
-async def hashes(conn: AsyncConnection) -> list[str]:
+async def hashes(conn: Conn) -> list[str]:
     return list((await conn.execute(sa.select(api_keys.c.key_hash))).scalars())
 
 

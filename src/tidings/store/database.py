@@ -1,31 +1,46 @@
-"""The database handle: one async engine, SQLite tuned for a single busy process (WAL)."""
+"""The database handle: SQLite tuned for a single busy process (WAL), or PostgreSQL.
+
+PostgreSQL goes through SQLAlchemy's async engine (asyncpg). SQLite goes through threads
+that own plain pysqlite connections (see ``tidings.store.sqlite_backend``): the async
+adapter's per-statement round trips through the event loop made SQLite writes slow and held
+its one write lock long. Store functions see either as a ``Conn``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.engine import CursorResult, Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql.base import Executable
 
 from tidings.store import migrate
+from tidings.store.sqlite_backend import BufferedResult, SqliteBackend, sqlite_pragmas
 
 T = TypeVar("T")
-Work = Callable[[AsyncConnection], Awaitable[Any]]
 MAX_GROUP = 256
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers proceed while one writer commits; NORMAL sync is durable across
-    # process crashes (the WAL is fsynced at checkpoints) and far faster than FULL.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+class Conn(Protocol):
+    """A connection as store functions use it: SQLAlchemy's ``AsyncConnection``
+    (PostgreSQL), or the SQLite backend's thread connection (fully fetched results)."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    async def execute(
+        self, statement: Executable, parameters: Any = None
+    ) -> CursorResult[*tuple[Any, ...]] | BufferedResult: ...
+
+    async def scalar(self, statement: Executable, parameters: Any = None) -> Any: ...
+
+
+Work = Callable[[Conn], Awaitable[Any]]
 
 
 def normalise_url(url: str) -> str:
@@ -40,54 +55,84 @@ def normalise_url(url: str) -> str:
 
 
 class Database:
-    """Owns the engine. SQLite allows one writer at a time, so in-process writes queue on a
-    lock instead of failing on ``database is locked``; PostgreSQL needs no such lock."""
+    """Owns the connections. SQLite allows one writer at a time, so in-process writes queue
+    on a lock instead of failing on ``database is locked``; PostgreSQL needs no such lock."""
 
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
-        kwargs: dict[str, Any] = {}
-        if not self.is_sqlite:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
-        if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self._engine: AsyncEngine | None = None
+        self._sqlite = SqliteBackend(self.url) if self.is_sqlite else None
+        if self._sqlite is None:
+            self._engine = create_async_engine(
+                self.url, pool_size=10, max_overflow=20, pool_pre_ping=True
+            )
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
-        self._pending: list[tuple[Work, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Work, asyncio.Future[Any], contextvars.Context]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     @property
+    def engine(self) -> AsyncEngine:
+        """An async engine on the database. Tidings itself uses it only for PostgreSQL; for
+        SQLite one is made on demand (its own connections, like another process's)."""
+        if self._engine is None:
+            self._engine = create_async_engine(self.url)
+            event.listen(self._engine.sync_engine, "connect", sqlite_pragmas)
+        return self._engine
+
+    @property
     def dialect(self) -> str:
+        if self._sqlite is not None:
+            return self._sqlite.dialect.name
         return self.engine.dialect.name
 
     async def upgrade(self) -> None:
-        await migrate.upgrade(self.engine)
+        if self._sqlite is None:
+            await migrate.upgrade(self.engine)
+            return
+        assert self._write_lock is not None
+        async with self._write_lock:
+            await self._sqlite.run_sync(migrate.upgrade_connection)
 
     @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield conn
+    async def read(self) -> AsyncIterator[Conn]:
+        if self._sqlite is None:
+            async with self.engine.connect() as conn:
+                yield conn
+            return
+        reader, session = self._sqlite.read_session()
+        try:
+            yield reader
+        finally:
+            self._sqlite.end_read(reader, session)
 
     @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self) -> AsyncIterator[Conn]:
         """A transaction that commits on success and rolls back on error."""
-        if self._write_lock is None:
+        if self._sqlite is None or self._write_lock is None:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        async with self._write_lock:
+            writer = self._sqlite.write_conn()
+            try:
+                yield writer
+            except BaseException:
+                await self._sqlite.end(writer, commit=False)
+                raise
+            await self._sqlite.end(writer, commit=True)
 
-    async def grouped(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def grouped(self, work: Callable[[Conn], Awaitable[T]]) -> T:
         """Run ``work`` in a transaction shared with whatever other writes are waiting.
 
         Group commit: while one transaction commits, the writes that arrive queue up and
         then commit together, so a burst of small writes costs a few commits instead of one
         each. ``work`` must touch nothing outside the database before the commit: it may be
         run a second time, alone, if another write in its group fails (then only the failing
-        one sees its exception). Returns once ``work``'s changes are committed."""
+        one sees its exception); on SQLite it runs on the database's thread and may await
+        nothing but its connection. Returns once ``work``'s changes are committed."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((work, future))
+        self._pending.append((work, future, contextvars.copy_context()))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
@@ -95,26 +140,43 @@ class Database:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
-            batch = [(work, future) for work, future in batch if not future.cancelled()]
+            batch = [entry for entry in batch if not entry[1].cancelled()]
             if not batch:
+                continue
+            if self._sqlite is not None:
+                await self._flush_sqlite(self._sqlite, batch)
                 continue
             try:
                 results = []
                 async with self.write() as conn:
-                    for work, _ in batch:
+                    for work, _, _ in batch:
                         results.append(await work(conn))
             except Exception:
-                if len(batch) == 1:
-                    work, future = batch[0]
-                    await self._run_alone(work, future)
-                    continue
                 # Someone in the group failed: give each its own transaction.
-                for work, future in batch:
+                for work, future, _ in batch:
                     await self._run_alone(work, future)
                 continue
-            for (_, future), result in zip(batch, results, strict=True):
+            for (_, future, _), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+
+    async def _flush_sqlite(
+        self, sqlite: SqliteBackend, batch: list[tuple[Work, asyncio.Future[Any], Any]]
+    ) -> None:
+        """The whole group in one trip to the writer thread."""
+        assert self._write_lock is not None
+        try:
+            async with self._write_lock:
+                outcomes = await sqlite.group([(work, ctx) for work, _, ctx in batch])
+        except Exception as exc:  # the group could not run at all
+            outcomes = [(False, exc)] * len(batch)
+        for (_, future, _), (ok, value) in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     async def _run_alone(self, work: Work, future: asyncio.Future[Any]) -> None:
         try:
@@ -130,4 +192,7 @@ class Database:
     async def close(self) -> None:
         if self._flusher is not None and not self._flusher.done():
             await self._flusher
-        await self.engine.dispose()
+        if self._sqlite is not None:
+            await self._sqlite.close()
+        if self._engine is not None:
+            await self._engine.dispose()

@@ -12,7 +12,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.domain.events import DeliveryEvent, EventKind
 from tidings.domain.status import apply_event, history_type_for, is_permanent_failure
@@ -20,6 +19,7 @@ from tidings.store import facts as facts_codec
 from tidings.store import messages as store
 from tidings.store import suppressions
 from tidings.store.clock import utcnow
+from tidings.store.database import Conn
 from tidings.store.status_feed import set_facts
 from tidings.store.tables import messages, unmatched_events, webhook_tokens
 
@@ -58,7 +58,7 @@ def suppression_for(event: DeliveryEvent) -> tuple[str, int | None, str | None] 
     return None
 
 
-async def find_message(conn: AsyncConnection, event: DeliveryEvent) -> sa.Row[Any] | None:
+async def find_message(conn: Conn, event: DeliveryEvent) -> sa.Row[Any] | None:
     if event.tidings_id:
         row = await store.get(conn, event.tidings_id)
         if row is not None:
@@ -95,7 +95,7 @@ def _history_data(event: DeliveryEvent, source: str, provider_id: str | None) ->
 
 
 async def record_event(
-    conn: AsyncConnection, event: DeliveryEvent, *, source: str, provider_id: str | None
+    conn: Conn, event: DeliveryEvent, *, source: str, provider_id: str | None
 ) -> Recorded:
     """Apply one event inside the caller's transaction."""
     row = await find_message(conn, event)
@@ -157,7 +157,7 @@ async def record_event(
     return Recorded(row.id, True, changed is not None, changed or row.status)
 
 
-async def accept_token_once(conn: AsyncConnection, token: str) -> bool:
+async def accept_token_once(conn: Conn, token: str) -> bool:
     """Remember a webhook token; False if it was seen before (a replay)."""
     insert = (
         postgresql.insert(webhook_tokens)
@@ -168,7 +168,7 @@ async def accept_token_once(conn: AsyncConnection, token: str) -> bool:
     return bool(result.rowcount)
 
 
-async def sweep_tokens(conn: AsyncConnection, older_than_s: float) -> None:
+async def sweep_tokens(conn: Conn, older_than_s: float) -> None:
     from datetime import timedelta
 
     await conn.execute(

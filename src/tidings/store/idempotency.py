@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.store.clock import utcnow
+from tidings.store.database import Conn
 from tidings.store.tables import idempotency_keys
 
 
@@ -20,7 +20,7 @@ class StoredAnswer:
     body: dict[str, Any]
 
 
-async def find(conn: AsyncConnection, key: str) -> StoredAnswer | None:
+async def find(conn: Conn, key: str) -> StoredAnswer | None:
     row = (
         await conn.execute(
             sa.select(idempotency_keys).where(
@@ -34,7 +34,7 @@ async def find(conn: AsyncConnection, key: str) -> StoredAnswer | None:
 
 
 async def save(
-    conn: AsyncConnection,
+    conn: Conn,
     key: str,
     *,
     request_hash: str,
@@ -55,7 +55,7 @@ async def save(
     )
 
 
-async def sweep(conn: AsyncConnection) -> int:
+async def sweep(conn: Conn) -> int:
     result = await conn.execute(
         idempotency_keys.delete().where(idempotency_keys.c.expires_at <= utcnow())
     )

@@ -15,9 +15,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.store.clock import utcnow
+from tidings.store.database import Conn
 from tidings.store.tables import attempts, history, message_tags, messages
 
 
@@ -45,16 +45,14 @@ class HistoryEntry:
     event_key: str | None = None
 
 
-def _insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
+def _insert_ignore(conn: Conn, table: sa.Table) -> Any:
     """``INSERT … ON CONFLICT DO NOTHING`` in the connection's dialect."""
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
-async def insert(
-    conn: AsyncConnection, new: list[NewMessage], first_history: list[HistoryEntry]
-) -> None:
+async def insert(conn: Conn, new: list[NewMessage], first_history: list[HistoryEntry]) -> None:
     """Insert messages with their tags and first history entries (one per message)."""
     now = utcnow()
     await conn.execute(
@@ -93,24 +91,24 @@ async def insert(
     )
 
 
-async def get(conn: AsyncConnection, message_id: str) -> sa.Row[Any] | None:
+async def get(conn: Conn, message_id: str) -> sa.Row[Any] | None:
     return (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).first()
 
 
-async def get_many(conn: AsyncConnection, ids: list[str]) -> list[sa.Row[Any]]:
+async def get_many(conn: Conn, ids: list[str]) -> list[sa.Row[Any]]:
     if not ids:
         return []
     return list(await conn.execute(sa.select(messages).where(messages.c.id.in_(ids))))
 
 
-async def tags_of(conn: AsyncConnection, message_id: str) -> list[str]:
+async def tags_of(conn: Conn, message_id: str) -> list[str]:
     rows = await conn.execute(
         sa.select(message_tags.c.tag).where(message_tags.c.message_id == message_id)
     )
     return list(rows.scalars())
 
 
-async def tags_of_many(conn: AsyncConnection, ids: list[str]) -> dict[str, list[str]]:
+async def tags_of_many(conn: Conn, ids: list[str]) -> dict[str, list[str]]:
     tags: dict[str, list[str]] = {message_id: [] for message_id in ids}
     if ids:
         rows = await conn.execute(
@@ -123,7 +121,7 @@ async def tags_of_many(conn: AsyncConnection, ids: list[str]) -> dict[str, list[
     return tags
 
 
-async def open_attempts_of(conn: AsyncConnection, ids: list[str]) -> dict[str, sa.Row[Any]]:
+async def open_attempts_of(conn: Conn, ids: list[str]) -> dict[str, sa.Row[Any]]:
     """For each message, its newest attempt that never got an answer (if any)."""
     if not ids:
         return {}
@@ -135,7 +133,7 @@ async def open_attempts_of(conn: AsyncConnection, ids: list[str]) -> dict[str, s
     return {row.message_id: row for row in rows}
 
 
-async def by_request(conn: AsyncConnection, request_id: str) -> list[sa.Row[Any]]:
+async def by_request(conn: Conn, request_id: str) -> list[sa.Row[Any]]:
     return list(
         await conn.execute(
             sa.select(messages).where(messages.c.request_id == request_id).order_by(messages.c.id)
@@ -144,7 +142,7 @@ async def by_request(conn: AsyncConnection, request_id: str) -> list[sa.Row[Any]
 
 
 async def by_provider_message_id(
-    conn: AsyncConnection, provider_message_id: str, recipient: str | None
+    conn: Conn, provider_message_id: str, recipient: str | None
 ) -> sa.Row[Any] | None:
     query = sa.select(messages).where(messages.c.provider_message_id == provider_message_id)
     if recipient:
@@ -152,12 +150,12 @@ async def by_provider_message_id(
     return (await conn.execute(query.limit(1))).first()
 
 
-async def update(conn: AsyncConnection, message_id: str, **values: Any) -> None:
+async def update(conn: Conn, message_id: str, **values: Any) -> None:
     await conn.execute(messages.update().where(messages.c.id == message_id).values(**values))
 
 
 async def add_history(
-    conn: AsyncConnection,
+    conn: Conn,
     message_id: str,
     type_: str,
     data: dict[str, Any],
@@ -180,16 +178,14 @@ async def add_history(
     return bool(result.rowcount)
 
 
-async def history_of(
-    conn: AsyncConnection, message_id: str, type_: str | None = None
-) -> list[sa.Row[Any]]:
+async def history_of(conn: Conn, message_id: str, type_: str | None = None) -> list[sa.Row[Any]]:
     query = sa.select(history).where(history.c.message_id == message_id)
     if type_:
         query = query.where(history.c.type == type_.upper())
     return list(await conn.execute(query.order_by(history.c.ts, history.c.id)))
 
 
-async def claim_due(conn: AsyncConnection, *, owner: str, limit: int, lease_s: float) -> list[str]:
+async def claim_due(conn: Conn, *, owner: str, limit: int, lease_s: float) -> list[str]:
     """Take up to ``limit`` due messages for ``owner`` until the lease runs out.
 
     Due: queued, its time has come, and not leased by a live worker (an expired lease is
@@ -219,7 +215,7 @@ async def claim_due(conn: AsyncConnection, *, owner: str, limit: int, lease_s: f
     return ids
 
 
-async def next_due_at(conn: AsyncConnection) -> datetime | None:
+async def next_due_at(conn: Conn) -> datetime | None:
     value = await conn.scalar(
         sa.select(messages.c.next_attempt_at)
         .where(messages.c.queued.is_(True))
@@ -229,7 +225,7 @@ async def next_due_at(conn: AsyncConnection) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
-async def release(conn: AsyncConnection, owner: str) -> None:
+async def release(conn: Conn, owner: str) -> None:
     """Give back every lease ``owner`` holds (graceful shutdown)."""
     await conn.execute(
         messages.update()
@@ -239,7 +235,7 @@ async def release(conn: AsyncConnection, owner: str) -> None:
 
 
 async def start_attempt(
-    conn: AsyncConnection, message_id: str, number: int, base_url: str, request: dict[str, Any]
+    conn: Conn, message_id: str, number: int, base_url: str, request: dict[str, Any]
 ) -> int:
     result = await conn.execute(
         attempts.insert().values(
@@ -255,13 +251,13 @@ async def start_attempt(
     return int(pk[0])
 
 
-async def finish_attempt(conn: AsyncConnection, attempt_id: int, **values: Any) -> None:
+async def finish_attempt(conn: Conn, attempt_id: int, **values: Any) -> None:
     await conn.execute(
         attempts.update().where(attempts.c.id == attempt_id).values(finished_at=utcnow(), **values)
     )
 
 
-async def attempts_of(conn: AsyncConnection, message_id: str) -> list[sa.Row[Any]]:
+async def attempts_of(conn: Conn, message_id: str) -> list[sa.Row[Any]]:
     return list(
         await conn.execute(
             sa.select(attempts).where(attempts.c.message_id == message_id).order_by(attempts.c.id)
@@ -269,7 +265,7 @@ async def attempts_of(conn: AsyncConnection, message_id: str) -> list[sa.Row[Any
     )
 
 
-async def open_attempt(conn: AsyncConnection, message_id: str) -> sa.Row[Any] | None:
+async def open_attempt(conn: Conn, message_id: str) -> sa.Row[Any] | None:
     """The newest attempt that started and never got an answer, if any."""
     return (
         await conn.execute(
@@ -308,7 +304,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 async def search(
-    conn: AsyncConnection, flt: MessageFilter, *, cursor: str | None, limit: int
+    conn: Conn, flt: MessageFilter, *, cursor: str | None, limit: int
 ) -> tuple[list[sa.Row[Any]], str | None]:
     """Newest first; returns a page and the cursor of the next one (None at the end)."""
     query = sa.select(messages)

@@ -20,11 +20,12 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
+def upgrade_connection(connection: Connection, revision: str = "head") -> None:
+    """Bring the database behind a (sync) ``connection`` to ``revision``."""
     command.upgrade(alembic_config(connection), revision)
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the database to ``revision`` (the newest by default)."""
     async with engine.begin() as conn:
-        await conn.run_sync(_upgrade, revision)
+        await conn.run_sync(upgrade_connection, revision)

@@ -18,9 +18,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.store.clock import utcnow
+from tidings.store.database import Conn
 from tidings.store.tables import messages, poll_cursors
 
 # "Never polled": older than any event, so max(NEVER, x) is x.
@@ -54,18 +54,18 @@ class Cursor:
         ).total_seconds() < quiet_s
 
 
-def _insert_ignore(conn: AsyncConnection) -> Any:
+def _insert_ignore(conn: Conn) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(poll_cursors).on_conflict_do_nothing()
     return sqlite.insert(poll_cursors).on_conflict_do_nothing()
 
 
-async def _ensure(conn: AsyncConnection, key: str) -> None:
+async def _ensure(conn: Conn, key: str) -> None:
     # Insert-or-nothing, so that a webhook and the poller creating the row at once both win.
     await conn.execute(_insert_ignore(conn).values(key=key, settled_until=NEVER, updated=utcnow()))
 
 
-async def get(conn: AsyncConnection, base_url: str, domain: str) -> Cursor | None:
+async def get(conn: Conn, base_url: str, domain: str) -> Cursor | None:
     row = (
         await conn.execute(
             sa.select(poll_cursors).where(poll_cursors.c.key == cursor_key(base_url, domain))
@@ -82,9 +82,7 @@ async def get(conn: AsyncConnection, base_url: str, domain: str) -> Cursor | Non
     )
 
 
-async def advance(
-    conn: AsyncConnection, base_url: str, domain: str, settled_until: datetime
-) -> bool:
+async def advance(conn: Conn, base_url: str, domain: str, settled_until: datetime) -> bool:
     """Move ``settled_until`` forward to the given time; never back (another process may
     have moved it further). True if it moved."""
     key = cursor_key(base_url, domain)
@@ -98,7 +96,7 @@ async def advance(
 
 
 async def note_webhook(
-    conn: AsyncConnection, base_url: str, domain: str, at: datetime, *, quiet_s: float
+    conn: Conn, base_url: str, domain: str, at: datetime, *, quiet_s: float
 ) -> None:
     """Record an accepted signed webhook for (base_url, domain) at time ``at``.
 
@@ -131,7 +129,7 @@ class Outstanding:
     earliest_sent: datetime | None
 
 
-async def outstanding(conn: AsyncConnection, domain: str, *, since: datetime) -> Outstanding:
+async def outstanding(conn: Conn, domain: str, *, since: datetime) -> Outstanding:
     """Messages sent through ``domain`` at or after ``since`` whose status a provider event
     can still change (SENT, DELIVERED, OPENED): what polling is for."""
     row = (

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.store.clock import utcnow
+from tidings.store.database import Conn
 from tidings.store.tables import profiles
 
 
-async def get(conn: AsyncConnection, user_id: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+async def get(conn: Conn, user_id: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     row = (
         await conn.execute(
             sa.select(profiles.c.profile, profiles.c.preferences).where(
@@ -22,7 +22,7 @@ async def get(conn: AsyncConnection, user_id: str) -> tuple[dict[str, Any], dict
     return (dict(row.profile), dict(row.preferences)) if row else None
 
 
-async def get_many(conn: AsyncConnection, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+async def get_many(conn: Conn, user_ids: list[str]) -> dict[str, dict[str, Any]]:
     if not user_ids:
         return {}
     rows = await conn.execute(
@@ -31,7 +31,7 @@ async def get_many(conn: AsyncConnection, user_ids: list[str]) -> dict[str, dict
     return {r.user_id: dict(r.profile) for r in rows}
 
 
-async def put(conn: AsyncConnection, user_id: str, profile: dict[str, Any]) -> None:
+async def put(conn: Conn, user_id: str, profile: dict[str, Any]) -> None:
     """Create or replace the profile document (preferences are kept)."""
     now = utcnow()
     result = await conn.execute(
@@ -43,6 +43,6 @@ async def put(conn: AsyncConnection, user_id: str, profile: dict[str, Any]) -> N
         )
 
 
-async def delete(conn: AsyncConnection, user_id: str) -> bool:
+async def delete(conn: Conn, user_id: str) -> bool:
     result = await conn.execute(profiles.delete().where(profiles.c.user_id == user_id))
     return bool(result.rowcount)

@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.ids import new_id, new_secret
 from tidings.store.clock import utcnow
+from tidings.store.database import Conn
 from tidings.store.tables import providers
 
 
@@ -44,7 +44,7 @@ def _row(row: sa.Row[Any]) -> StoredProvider:
 
 
 async def create(
-    conn: AsyncConnection,
+    conn: Conn,
     *,
     provider: str,
     settings: dict[str, Any],
@@ -73,7 +73,7 @@ async def create(
     return stored
 
 
-async def get(conn: AsyncConnection, provider_id: str) -> StoredProvider | None:
+async def get(conn: Conn, provider_id: str) -> StoredProvider | None:
     row = (
         await conn.execute(
             sa.select(providers).where(
@@ -84,19 +84,19 @@ async def get(conn: AsyncConnection, provider_id: str) -> StoredProvider | None:
     return _row(row) if row else None
 
 
-async def by_webhook_token(conn: AsyncConnection, token: str) -> StoredProvider | None:
+async def by_webhook_token(conn: Conn, token: str) -> StoredProvider | None:
     row = (
         await conn.execute(sa.select(providers).where(providers.c.webhook_token == token))
     ).first()
     return _row(row) if row else None
 
 
-async def list_all(conn: AsyncConnection) -> list[StoredProvider]:
+async def list_all(conn: Conn) -> list[StoredProvider]:
     rows = await conn.execute(sa.select(providers).order_by(providers.c.created, providers.c.id))
     return [_row(r) for r in rows]
 
 
-async def default(conn: AsyncConnection, provider: str = "mailgun") -> StoredProvider | None:
+async def default(conn: Conn, provider: str = "mailgun") -> StoredProvider | None:
     row = (
         await conn.execute(
             sa.select(providers)
@@ -108,13 +108,13 @@ async def default(conn: AsyncConnection, provider: str = "mailgun") -> StoredPro
     return _row(row) if row else None
 
 
-async def by_origin(conn: AsyncConnection, origin: str) -> StoredProvider | None:
+async def by_origin(conn: Conn, origin: str) -> StoredProvider | None:
     row = (await conn.execute(sa.select(providers).where(providers.c.origin == origin))).first()
     return _row(row) if row else None
 
 
 async def update(
-    conn: AsyncConnection,
+    conn: Conn,
     provider_id: str,
     *,
     settings: dict[str, Any],
@@ -129,10 +129,10 @@ async def update(
     return await get(conn, provider_id)
 
 
-async def set_default(conn: AsyncConnection, provider_id: str) -> None:
+async def set_default(conn: Conn, provider_id: str) -> None:
     await conn.execute(providers.update().values(is_default=providers.c.id == provider_id))
 
 
-async def delete(conn: AsyncConnection, provider_id: str) -> bool:
+async def delete(conn: Conn, provider_id: str) -> bool:
     result = await conn.execute(providers.delete().where(providers.c.id == provider_id))
     return bool(result.rowcount)

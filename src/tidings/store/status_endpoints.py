@@ -18,10 +18,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.ids import new_id
 from tidings.store.clock import utcnow
+from tidings.store.database import Conn
 from tidings.store.tables import status_deliveries, status_endpoints
 
 
@@ -55,7 +55,7 @@ def _endpoint(row: sa.Row[Any]) -> Endpoint:
 # -- endpoints ------------------------------------------------------------------------------
 
 
-async def create(conn: AsyncConnection, *, url: str, secret: str, enabled: bool) -> Endpoint:
+async def create(conn: Conn, *, url: str, secret: str, enabled: bool) -> Endpoint:
     endpoint = Endpoint(new_id("we_"), url, secret, enabled, utcnow())
     await conn.execute(
         status_endpoints.insert().values(
@@ -69,21 +69,21 @@ async def create(conn: AsyncConnection, *, url: str, secret: str, enabled: bool)
     return endpoint
 
 
-async def get(conn: AsyncConnection, endpoint_id: str) -> Endpoint | None:
+async def get(conn: Conn, endpoint_id: str) -> Endpoint | None:
     row = (
         await conn.execute(sa.select(status_endpoints).where(status_endpoints.c.id == endpoint_id))
     ).first()
     return _endpoint(row) if row else None
 
 
-async def list_all(conn: AsyncConnection) -> list[Endpoint]:
+async def list_all(conn: Conn) -> list[Endpoint]:
     rows = await conn.execute(
         sa.select(status_endpoints).order_by(status_endpoints.c.created, status_endpoints.c.id)
     )
     return [_endpoint(r) for r in rows]
 
 
-async def update(conn: AsyncConnection, endpoint_id: str, **values: Any) -> Endpoint | None:
+async def update(conn: Conn, endpoint_id: str, **values: Any) -> Endpoint | None:
     """Set ``values`` (url, secret, enabled) on the endpoint; None if there is no such one."""
     if values:
         await conn.execute(
@@ -92,7 +92,7 @@ async def update(conn: AsyncConnection, endpoint_id: str, **values: Any) -> Endp
     return await get(conn, endpoint_id)
 
 
-async def delete(conn: AsyncConnection, endpoint_id: str) -> bool:
+async def delete(conn: Conn, endpoint_id: str) -> bool:
     # Deliveries go with the endpoint: explicitly, so it does not depend on the backend
     # enforcing ON DELETE CASCADE.
     await conn.execute(
@@ -105,7 +105,7 @@ async def delete(conn: AsyncConnection, endpoint_id: str) -> bool:
 
 
 async def deliveries_of(
-    conn: AsyncConnection, endpoint_id: str, *, limit: int = 50, message_id: str | None = None
+    conn: Conn, endpoint_id: str, *, limit: int = 50, message_id: str | None = None
 ) -> list[sa.Row[Any]]:
     """The endpoint's most recent deliveries, newest first."""
     query = sa.select(status_deliveries).where(status_deliveries.c.endpoint_id == endpoint_id)
@@ -156,7 +156,7 @@ def _due_ids(now: datetime, limit: int, *, skip_locked: bool) -> sa.Select[Any]:
     return query
 
 
-async def claim_due(conn: AsyncConnection, *, limit: int, lease_s: float) -> list[Claimed]:
+async def claim_due(conn: Conn, *, limit: int, lease_s: float) -> list[Claimed]:
     """Take up to ``limit`` due deliveries, leasing them for ``lease_s`` seconds.
 
     The claim is a single ``UPDATE … SET next_attempt_at = lease end WHERE id IN (due)``:
@@ -212,7 +212,7 @@ async def claim_due(conn: AsyncConnection, *, limit: int, lease_s: float) -> lis
     ]
 
 
-async def next_due_at(conn: AsyncConnection) -> datetime | None:
+async def next_due_at(conn: Conn) -> datetime | None:
     """When the earliest pending delivery is due (leased ones included), or None."""
     value = await conn.scalar(
         sa.select(sa.func.min(status_deliveries.c.next_attempt_at)).where(
@@ -222,7 +222,7 @@ async def next_due_at(conn: AsyncConnection) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
-async def mark_delivered(conn: AsyncConnection, delivery_id: int, *, status: int) -> None:
+async def mark_delivered(conn: Conn, delivery_id: int, *, status: int) -> None:
     await conn.execute(
         status_deliveries.update()
         .where(status_deliveries.c.id == delivery_id)
@@ -231,7 +231,7 @@ async def mark_delivered(conn: AsyncConnection, delivery_id: int, *, status: int
 
 
 async def mark_failed(
-    conn: AsyncConnection,
+    conn: Conn,
     delivery_id: int,
     *,
     status: int | None,
@@ -246,7 +246,7 @@ async def mark_failed(
     )
 
 
-async def release(conn: AsyncConnection, delivery_ids: list[int]) -> None:
+async def release(conn: Conn, delivery_ids: list[int]) -> None:
     """Give back leases of deliveries that were not attempted after all (shutdown)."""
     if not delivery_ids:
         return

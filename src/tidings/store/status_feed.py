@@ -10,18 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.domain.status import StatusFacts, merge
 from tidings.store import facts as facts_codec
 from tidings.store.clock import utcnow
+from tidings.store.database import Conn
 from tidings.store.details import message_details
 from tidings.store.tables import messages, status_deliveries, status_endpoints, status_events
 
 
-async def set_facts(
-    conn: AsyncConnection, row: sa.Row[Any], facts: StatusFacts, **extra: Any
-) -> str | None:
+async def set_facts(conn: Conn, row: sa.Row[Any], facts: StatusFacts, **extra: Any) -> str | None:
     """Store ``facts`` (and ``extra`` columns) for the message ``row``; returns the new status
     if it changed, else None.
 
@@ -45,7 +43,7 @@ async def set_facts(
     return str(columns["status"])
 
 
-async def publish(conn: AsyncConnection, message_id: str) -> None:
+async def publish(conn: Conn, message_id: str) -> None:
     """Record the message's current state as a status event and queue it for endpoints."""
     current = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).one()
     details = message_details(current)
@@ -81,7 +79,7 @@ async def publish(conn: AsyncConnection, message_id: str) -> None:
 
 
 async def events_after(
-    conn: AsyncConnection, after_id: int, *, message_id: str | None = None, limit: int = 500
+    conn: Conn, after_id: int, *, message_id: str | None = None, limit: int = 500
 ) -> list[sa.Row[Any]]:
     query = sa.select(status_events).where(status_events.c.id > after_id)
     if message_id:
@@ -89,5 +87,5 @@ async def events_after(
     return list(await conn.execute(query.order_by(status_events.c.id).limit(limit)))
 
 
-async def last_event_id(conn: AsyncConnection) -> int:
+async def last_event_id(conn: Conn) -> int:
     return int(await conn.scalar(sa.select(sa.func.max(status_events.c.id))) or 0)

@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.store.clock import to_ms, utcnow
+from tidings.store.database import Conn
 from tidings.store.tables import suppressions
 
 
@@ -39,7 +39,7 @@ def _row(row: sa.Row[Any]) -> Suppression:
     )
 
 
-async def get(conn: AsyncConnection, address: str) -> Suppression | None:
+async def get(conn: Conn, address: str) -> Suppression | None:
     row = (
         await conn.execute(
             sa.select(suppressions).where(suppressions.c.address == address.strip().lower())
@@ -48,7 +48,7 @@ async def get(conn: AsyncConnection, address: str) -> Suppression | None:
     return _row(row) if row else None
 
 
-async def get_many(conn: AsyncConnection, addresses: list[str]) -> dict[str, Suppression]:
+async def get_many(conn: Conn, addresses: list[str]) -> dict[str, Suppression]:
     wanted = sorted({a.strip().lower() for a in addresses if a})
     if not wanted:
         return {}
@@ -57,7 +57,7 @@ async def get_many(conn: AsyncConnection, addresses: list[str]) -> dict[str, Sup
 
 
 async def add(
-    conn: AsyncConnection,
+    conn: Conn,
     address: str,
     *,
     reason: str,
@@ -82,16 +82,14 @@ async def add(
     return True
 
 
-async def list_all(
-    conn: AsyncConnection, *, limit: int = 100, after: str | None = None
-) -> list[Suppression]:
+async def list_all(conn: Conn, *, limit: int = 100, after: str | None = None) -> list[Suppression]:
     query = sa.select(suppressions).order_by(suppressions.c.address).limit(limit)
     if after:
         query = query.where(suppressions.c.address > after)
     return [_row(r) for r in await conn.execute(query)]
 
 
-async def remove(conn: AsyncConnection, address: str) -> bool:
+async def remove(conn: Conn, address: str) -> bool:
     result = await conn.execute(
         suppressions.delete().where(suppressions.c.address == address.strip().lower())
     )

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.domain.errors import ValidationError
 from tidings.domain.status import (
@@ -40,6 +39,7 @@ from tidings.store import facts as facts_codec
 from tidings.store import messages as store
 from tidings.store import profiles, providers, suppressions
 from tidings.store.clock import utcnow
+from tidings.store.database import Conn
 from tidings.store.providers import StoredProvider
 from tidings.store.status_feed import set_facts
 from tidings.workers import compose
@@ -273,7 +273,7 @@ class Dispatcher:
                 lease_until=None,
             )
 
-            async def requeue(conn: AsyncConnection) -> None:
+            async def requeue(conn: Conn) -> None:
                 await _write_pending(conn, message_id, pending)
                 await store.update(conn, message_id, **updates)
 
@@ -300,7 +300,7 @@ class Dispatcher:
         )
         request_record = _record_dict(redact(request, secrets))
 
-        async def begin(conn: AsyncConnection) -> int:
+        async def begin(conn: Conn) -> int:
             """Render results and the attempt, committed before Mailgun is called."""
             await _write_pending(conn, message_id, pending)
             attempt_id = await store.start_attempt(
@@ -343,7 +343,7 @@ class Dispatcher:
             "duration_ms": round(outcome.duration_ms, 1),
         }
 
-        async def write(conn: AsyncConnection) -> None:
+        async def write(conn: Conn) -> None:
             await store.finish_attempt(
                 conn,
                 attempt_id,
@@ -559,7 +559,7 @@ class Dispatcher:
         now = utcnow()
         facts = with_unroutable(facts_codec.load(row.facts), now, reason, why)
 
-        async def write(conn: AsyncConnection) -> None:
+        async def write(conn: Conn) -> None:
             await _write_pending(conn, row.id, pending or [])
             await set_facts(
                 conn,
@@ -590,7 +590,7 @@ class Dispatcher:
         now = utcnow()
         facts = with_failure(facts_codec.load(row.facts), now, reason, None, message)
 
-        async def write(conn: AsyncConnection) -> None:
+        async def write(conn: Conn) -> None:
             await _write_pending(conn, row.id, pending or [])
             await set_facts(
                 conn,
@@ -612,7 +612,7 @@ class Dispatcher:
 
 
 async def _write_pending(
-    conn: AsyncConnection, message_id: str, pending: list[tuple[str, dict[str, Any]]]
+    conn: Conn, message_id: str, pending: list[tuple[str, dict[str, Any]]]
 ) -> None:
     for type_, data in pending:
         await store.add_history(conn, message_id, type_, data)
