@@ -7,6 +7,7 @@ enabled outbound status endpoint: nothing a subscriber should hear about can be 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,28 @@ from tidings.store.clock import utcnow
 from tidings.store.database import Conn
 from tidings.store.details import message_details
 from tidings.store.tables import messages, status_deliveries, status_endpoints, status_events
+
+# What a status event carries (``message_details``): never the payload, which can be large.
+_DETAIL_COLUMNS = [
+    messages.c[name]
+    for name in (
+        "id",
+        "status",
+        "enqueued",
+        "sent",
+        "delivered",
+        "opened",
+        "clicked",
+        "recipient",
+        "recipient_email",
+        "event",
+        "error",
+        "reason",
+        "hint",
+        "request_id",
+        "trace_id",
+    )
+]
 
 
 async def set_facts(conn: Conn, row: sa.Row[Any], facts: StatusFacts, **extra: Any) -> str | None:
@@ -30,7 +53,7 @@ async def set_facts(conn: Conn, row: sa.Row[Any], facts: StatusFacts, **extra: A
     """
     stored = (
         await conn.execute(
-            sa.select(messages.c.facts, messages.c.status)
+            sa.select(messages.c.facts, *_DETAIL_COLUMNS)
             .where(messages.c.id == row.id)
             .with_for_update()
         )
@@ -39,13 +62,26 @@ async def set_facts(conn: Conn, row: sa.Row[Any], facts: StatusFacts, **extra: A
     await conn.execute(messages.update().where(messages.c.id == row.id).values(**columns, **extra))
     if columns["status"] == stored.status:
         return None
-    await publish(conn, row.id)
+    changed = {**columns, **extra}
+    if any(isinstance(value, sa.ClauseElement) for value in changed.values()):
+        await publish(conn, row.id)  # a value computed by the database: read it back
+    else:
+        # The locked row with what was just written is the row as stored now.
+        current = {**stored._mapping, **changed}
+        await _publish(conn, row.id, SimpleNamespace(**current))
     return str(columns["status"])
 
 
 async def publish(conn: Conn, message_id: str) -> None:
     """Record the message's current state as a status event and queue it for endpoints."""
-    current = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).one()
+    current = (
+        await conn.execute(sa.select(*_DETAIL_COLUMNS).where(messages.c.id == message_id))
+    ).one()
+    await _publish(conn, message_id, current)
+
+
+async def _publish(conn: Conn, message_id: str, current: Any) -> None:
+    """``current``: the message's detail columns, as a row or as attributes."""
     details = message_details(current)
     now = utcnow()
     await conn.execute(
