@@ -17,7 +17,7 @@ from tidings.store import facts as facts_codec
 from tidings.store import messages as store
 from tidings.store.clock import from_ms, to_ms, utcnow
 from tidings.store.details import message_details
-from tidings.store.status_feed import set_facts
+from tidings.store.status_feed import publish_new, set_facts
 from tidings.store.tables import messages as messages_table
 
 router = APIRouter(prefix="/messages", tags=["messages"])
@@ -212,5 +212,6 @@ async def resend_message(message_id: str, rt: Runtime = Depends(runtime)) -> dic
                 )
             ],
         )
+        await publish_new(conn, [new_message_id])
     rt.wake()
     return {"messageId": new_message_id}

@@ -32,6 +32,7 @@ from tidings.store import idempotency
 from tidings.store import messages as store
 from tidings.store.clock import from_ms, utcnow
 from tidings.store.database import Conn
+from tidings.store.status_feed import publish_new
 
 router = APIRouter(tags=["send"])
 
@@ -232,6 +233,7 @@ async def send(
                 expires_at=key_expiry,
             )
         await store.insert(conn, new, first)
+        await publish_new(conn, ids)
         return None
 
     try:

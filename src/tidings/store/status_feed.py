@@ -80,14 +80,25 @@ async def publish(conn: Conn, message_id: str) -> None:
     await _publish(conn, message_id, current)
 
 
+async def publish_new(conn: Conn, ids: list[str]) -> None:
+    """The first status event (ENQUEUED) of messages just inserted, in one go."""
+    rows = list(await conn.execute(sa.select(*_DETAIL_COLUMNS).where(messages.c.id.in_(ids))))
+    await _publish_many(conn, rows)
+
+
 async def _publish(conn: Conn, message_id: str, current: Any) -> None:
     """``current``: the message's detail columns, as a row or as attributes."""
-    details = message_details(current)
+    await _publish_many(conn, [current])
+
+
+async def _publish_many(conn: Conn, rows: list[Any]) -> None:
+    if not rows:
+        return
     now = utcnow()
+    details = [message_details(row) for row in rows]
     await conn.execute(
-        status_events.insert().values(
-            message_id=message_id, status=current.status, ts=now, details=details
-        )
+        status_events.insert(),
+        [{"message_id": d["id"], "status": d["status"], "ts": now, "details": d} for d in details],
     )
     endpoint_ids = list(
         (
@@ -97,18 +108,21 @@ async def _publish(conn: Conn, message_id: str, current: Any) -> None:
         ).scalars()
     )
     if endpoint_ids:
-        body = {"type": "message:updated", "data": {**details, "recipientId": details["recipient"]}}
         await conn.execute(
             status_deliveries.insert(),
             [
                 {
                     "endpoint_id": endpoint_id,
-                    "message_id": message_id,
-                    "body": body,
+                    "message_id": d["id"],
+                    "body": {
+                        "type": "message:updated",
+                        "data": {**d, "recipientId": d["recipient"]},
+                    },
                     "attempts": 0,
                     "next_attempt_at": now,
                     "created": now,
                 }
+                for d in details
                 for endpoint_id in endpoint_ids
             ],
         )
