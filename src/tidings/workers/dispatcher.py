@@ -374,35 +374,15 @@ class Dispatcher:
                 )
                 return
             if outcome.kind is OutcomeKind.FAILED:
-                message = outcome.error_message or "Mailgun refused the message"
-                facts = with_failure(
-                    facts_codec.load(row.facts),
-                    now,
-                    Reason.PROVIDER_ERROR,
-                    outcome.status_code,
-                    message,
-                )
-                await set_facts(
+                await _write_undeliverable(
                     conn,
                     row,
-                    facts,
-                    queued=False,
-                    in_doubt=False,
-                    lease_owner=None,
-                    lease_until=None,
+                    now,
+                    Reason.PROVIDER_ERROR,
+                    outcome.error_message or "Mailgun refused the message",
+                    code=outcome.status_code,
                     hint=outcome.hint,
-                )
-                await store.add_history(
-                    conn,
-                    row.id,
-                    HistoryType.UNDELIVERABLE.value,
-                    {
-                        **attempt_data,
-                        "error_message": message,
-                        "reason": "PROVIDER_ERROR",
-                        "hint": outcome.hint,
-                    },
-                    ts=now,
+                    history=attempt_data,
                 )
                 return
             # Not final: retry (5xx, timeouts), throttled (420/429), or in doubt.
@@ -414,32 +394,15 @@ class Dispatcher:
                 retry_at = now + timedelta(seconds=self._backoff(number))
             expired = row.expires_at is not None and retry_at >= row.expires_at
             if expired and outcome.kind is not OutcomeKind.IN_DOUBT:
-                message = (
-                    f"gave up after {number} attempt(s): {outcome.error_message or 'no answer'}"
-                )
-                facts = with_failure(
-                    facts_codec.load(row.facts), now, Reason.FAILED, outcome.status_code, message
-                )
-                await set_facts(
+                await _write_undeliverable(
                     conn,
                     row,
-                    facts,
-                    queued=False,
-                    lease_owner=None,
-                    lease_until=None,
+                    now,
+                    Reason.FAILED,
+                    f"gave up after {number} attempt(s): {outcome.error_message or 'no answer'}",
+                    code=outcome.status_code,
                     hint=outcome.hint,
-                )
-                await store.add_history(
-                    conn,
-                    row.id,
-                    HistoryType.UNDELIVERABLE.value,
-                    {
-                        **attempt_data,
-                        "error_message": message,
-                        "reason": "FAILED",
-                        "hint": outcome.hint,
-                    },
-                    ts=now,
+                    history=attempt_data,
                 )
                 return
             await store.update(
@@ -588,27 +551,37 @@ class Dispatcher:
         pending: list[tuple[str, dict[str, Any]]] | None = None,
     ) -> None:
         now = utcnow()
-        facts = with_failure(facts_codec.load(row.facts), now, reason, None, message)
 
         async def write(conn: Conn) -> None:
             await _write_pending(conn, row.id, pending or [])
-            await set_facts(
-                conn,
-                row,
-                facts,
-                queued=False,
-                lease_owner=None,
-                lease_until=None,
-            )
-            await store.add_history(
-                conn,
-                row.id,
-                HistoryType.UNDELIVERABLE.value,
-                {"reason": reason.value, "error_message": message, **(history_extra or {})},
-                ts=now,
-            )
+            await _write_undeliverable(conn, row, now, reason, message, history=history_extra)
 
         await self.rt.db.grouped(write)
+
+
+async def _write_undeliverable(
+    conn: Conn,
+    row: Any,
+    now: datetime,
+    reason: Reason,
+    message: str,
+    *,
+    code: int | None = None,
+    hint: str | None = None,
+    history: dict[str, Any] | None = None,
+) -> None:
+    """The message will not be sent: its final facts, out of the queue, and why."""
+    facts = with_failure(facts_codec.load(row.facts), now, reason, code, message)
+    # Keep a hint an earlier attempt left (a throttled send that then expired) unless this
+    # failure has its own.
+    extra = {"hint": hint} if hint else {}
+    await set_facts(
+        conn, row, facts, queued=False, in_doubt=False, lease_owner=None, lease_until=None, **extra
+    )
+    data: dict[str, Any] = {**(history or {}), "error_message": message, "reason": reason.value}
+    if hint:
+        data["hint"] = hint
+    await store.add_history(conn, row.id, HistoryType.UNDELIVERABLE.value, data, ts=now)
 
 
 async def _write_pending(
