@@ -1,0 +1,96 @@
+"""The database handle: group commit, isolation of a failing write, concurrent claims."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tidings.store import messages as store
+from tidings.store.clock import utcnow
+from tidings.store.database import Conn, Database
+from tidings.store.tables import webhook_tokens
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 't.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+async def _count(db: Database) -> int:
+    async with db.read() as conn:
+        return int(await conn.scalar(sa.select(sa.func.count()).select_from(webhook_tokens)) or 0)
+
+
+async def test_grouped_commits_concurrent_writes_and_isolates_a_failure(database_url: str) -> None:
+    db = Database(database_url)
+    await db.upgrade()
+    try:
+
+        def insert(token: str) -> Callable[[Conn], Awaitable[str]]:
+            async def work(conn: Conn) -> str:
+                await conn.execute(webhook_tokens.insert().values(token=token, seen_at=utcnow()))
+                return token
+
+            return work
+
+        await db.grouped(insert("dup"))
+        results = await asyncio.gather(
+            *(db.grouped(insert(f"t{i}")) for i in range(50)),
+            db.grouped(insert("dup")),  # violates the primary key
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, Exception)]
+        assert len(failures) == 1 and isinstance(failures[0], sa.exc.IntegrityError)
+        assert sorted(r for r in results if isinstance(r, str)) == sorted(
+            f"t{i}" for i in range(50)
+        )
+        assert await _count(db) == 51  # every good write committed, the bad one alone failed
+    finally:
+        await db.close()
+
+
+async def test_claims_never_hand_one_message_to_two_workers(database_url: str) -> None:
+    db = Database(database_url)
+    await db.upgrade()
+    now = utcnow()
+    try:
+        new = [
+            store.NewMessage(
+                id=f"m{i:03d}",
+                request_id=f"m{i:03d}",
+                recipient=None,
+                recipient_email=None,
+                user_id=None,
+                payload={},
+                tags=[],
+                trace_id=None,
+                event=None,
+                next_attempt_at=now - timedelta(seconds=1),
+                expires_at=None,
+            )
+            for i in range(40)
+        ]
+        async with db.write() as conn:
+            await store.insert(
+                conn,
+                new,
+                [store.HistoryEntry(type="ENQUEUED", ts=now, data={}) for _ in new],
+            )
+
+        async def claim(owner: str) -> list[str]:
+            async with db.write() as conn:
+                return await store.claim_due(conn, owner=owner, limit=7, lease_s=60)
+
+        claimed = await asyncio.gather(*(claim(f"w{i}") for i in range(8)))
+        every = [message_id for batch in claimed for message_id in batch]
+        assert len(every) == len(set(every)) == 40
+        assert await asyncio.gather(claim("late")) == [[]]
+    finally:
+        await db.close()
