@@ -293,7 +293,10 @@ async def test_trust_pass_advances_the_cursor_and_a_restart_resumes(
     assert cursor.settled_until.timestamp() > last_event
     assert cursor.settled_until <= utcnow() - timedelta(seconds=rt.settings.poll_trust_s)
 
-    # "Restart": a new poller on the same database, with more mail sent meanwhile.
+    # "Restart": the first poller stops (giving back its lease, as run() does) and a new one
+    # starts on the same database, with more mail sent meanwhile.
+    async with world.db.write() as conn:
+        await poll_cursors.release_leases(conn, first.owner)
     await world.send(provider, "bob+click@example.test", "msg_b")
     await world.wait_events(5)
     before = world.event_requests()
@@ -467,3 +470,28 @@ async def test_a_polled_event_survives_a_writer_holding_a_stale_row(world: World
     async with world.db.write() as conn:
         await set_facts(conn, stale, with_sent(facts_codec.load(stale.facts), utcnow()))
     assert (await world.message("msg_race")).status == "DELIVERED"
+
+
+async def test_two_workers_do_not_both_poll_a_domain(world: World, client: MailgunClient) -> None:
+    """Scale-out: several worker processes on one database; a lease lets one poll a domain."""
+    provider = await world.add_provider("on")
+    for n in range(5):
+        await world.send(provider, f"two{n}@example.test", f"msg_two_{n}")
+    await world.wait_events(5)
+    first, second = Poller(world.runtime(), client), Poller(world.runtime(), client)
+    await first.tick()
+    after_first = world.event_requests()
+    assert after_first >= 1
+    await second.tick()
+    assert world.event_requests() == after_first  # the lease holder polls, the other waits
+    for n in range(5):
+        assert (await world.message(f"msg_two_{n}")).status == "DELIVERED"
+    # When the holder stops, it gives the lease back and the other takes over.
+    async with world.db.write() as conn:
+        await poll_cursors.release_leases(conn, first.owner)
+    await world.send(provider, "two-late@example.test", "msg_two_late")
+    await world.wait_events(6)
+    await asyncio.sleep(second.settings.poll_interval_s)
+    await second.tick()
+    assert world.event_requests() > after_first
+    assert (await world.message("msg_two_late")).status == "DELIVERED"

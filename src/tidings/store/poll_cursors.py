@@ -95,6 +95,35 @@ async def advance(conn: Conn, base_url: str, domain: str, settled_until: datetim
     return bool(result.rowcount)
 
 
+async def take_lease(conn: Conn, base_url: str, domain: str, *, owner: str, ttl_s: float) -> bool:
+    """Hold the right to poll (base_url, domain) for ``ttl_s``; False while another live worker
+    holds it. Renewing one's own lease always succeeds."""
+    key = cursor_key(base_url, domain)
+    await _ensure(conn, key)
+    now = utcnow()
+    result = await conn.execute(
+        poll_cursors.update()
+        .where(
+            poll_cursors.c.key == key,
+            sa.or_(
+                poll_cursors.c.lease_owner.is_(None),
+                poll_cursors.c.lease_owner == owner,
+                poll_cursors.c.lease_until < now,
+            ),
+        )
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=ttl_s))
+    )
+    return bool(result.rowcount)
+
+
+async def release_leases(conn: Conn, owner: str) -> None:
+    await conn.execute(
+        poll_cursors.update()
+        .where(poll_cursors.c.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+    )
+
+
 async def note_webhook(
     conn: Conn, base_url: str, domain: str, at: datetime, *, quiet_s: float
 ) -> None:

@@ -224,6 +224,9 @@ poll_cursors = sa.Table(
     sa.Column("last_webhook_at", TS, nullable=True),
     # Start of the current unbroken run of signed webhooks (auto polling mode).
     sa.Column("webhooks_since", TS, nullable=True),
+    # The worker polling this (host, domain) now: with several workers, one polls at a time.
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", TS, nullable=True),
     sa.Column("updated", TS, nullable=False),
 )
 

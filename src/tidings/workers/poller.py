@@ -56,6 +56,7 @@ import structlog
 from pydantic import ValidationError
 from yarl import URL
 
+from tidings.ids import new_id
 from tidings.providers.base import ProviderConfig
 from tidings.providers.mailgun.client import EventsPage, MailgunClient
 from tidings.providers.mailgun.errors import (
@@ -166,6 +167,7 @@ class Poller:
         self.client = client
         self.settings = rt.settings
         self._states: dict[str, _State] = {}
+        self.owner = new_id("pol_")
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -183,6 +185,9 @@ class Poller:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=wait)
         finally:
+            with contextlib.suppress(Exception):
+                async with self.rt.db.write() as conn:
+                    await poll_cursors.release_leases(conn, self.owner)
             log.info("poller stopped")
 
     async def tick(self, stop: asyncio.Event | None = None) -> float:
@@ -244,6 +249,16 @@ class Poller:
             outstanding=pending.count,
         )
         if time.monotonic() < state.next_due:
+            return
+        # With several workers on one database, one of them polls a domain at a time.
+        lease_s = max(60.0, 3 * settings.poll_interval_s)
+        async with self.rt.db.write() as conn:
+            mine = await poll_cursors.take_lease(
+                conn, group.base_url, group.domain, owner=self.owner, ttl_s=lease_s
+            )
+        if not mine:
+            state.forget_tail()  # whoever polls now has the newer position
+            state.next_due = time.monotonic() + settings.poll_interval_s
             return
         try:
             report = await self.cycle(group, state, pending.earliest_sent, cursor)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 00:39:09.013324
+Create Date: 2026-11-25 01:23:03.134073
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ def upgrade() -> None:
         sa.Column("settled_until", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_webhook_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("webhooks_since", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("lease_owner", sa.String(length=64), nullable=True),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_poll_cursors")),
     )
