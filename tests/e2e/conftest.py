@@ -126,10 +126,10 @@ def start_tidings(tmp_path: Path) -> Iterator[Callable[..., RunningTidings]]:
     """Start a Tidings server (call it with Settings overrides); stopped after the test."""
     stack: list[Any] = []
 
-    def start(**overrides: Any) -> RunningTidings:
+    def start(*, run_workers: bool = True, **overrides: Any) -> RunningTidings:
         port = free_port()
         settings = tidings_settings(tmp_path, port, **overrides)
-        app = asyncio.run(build_app(settings))
+        app = asyncio.run(build_app(settings, run_workers=run_workers))
         ctx = serve_asgi(app, port=port)
         url = ctx.__enter__()
         stack.append(ctx)

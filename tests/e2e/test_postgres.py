@@ -67,3 +67,37 @@ def test_two_servers_share_the_queue_and_send_each_message_once(
             assert len(sent) == 1
             senders.add(sent[0].get("worker", ""))
     assert senders and all(s.startswith("wrk_") for s in senders)
+
+
+def test_api_only_process_wakes_a_separate_worker_by_notify(
+    postgres_url: str,
+    start_tidings: Callable[..., RunningTidings],
+    mailgun_sandbox: RunningSandbox,
+) -> None:
+    """`tidings serve --no-workers` and a worker elsewhere share nothing but the database:
+    LISTEN/NOTIFY wakes the worker at once (its idle poll here is far longer than the wait)."""
+    api = start_tidings(database_url=postgres_url, run_workers=False)
+    worker = start_tidings(database_url=postgres_url, dispatch_idle_s=600)
+    with api.http() as http:
+        http.post(
+            "/providers",
+            json={
+                "provider": "mailgun",
+                "settings": {
+                    "api_key": mailgun_sandbox.settings.api_key,
+                    "domain": "mg.tidings.test",
+                    "host": mailgun_sandbox.url,
+                    "polling": "off",
+                },
+            },
+        ).raise_for_status()
+    time.sleep(0.5)  # the worker is idle, listening
+    message_id = (
+        api.courier()
+        .send.message(
+            message={"to": {"email": "woken@example.test"}, "content": {"title": "t", "body": "b"}}
+        )
+        .request_id
+    )
+    details = worker.wait_status(message_id, "SENT", "DELIVERED", timeout=60)
+    assert details["status"] in ("SENT", "DELIVERED")

@@ -213,5 +213,6 @@ async def resend_message(message_id: str, rt: Runtime = Depends(runtime)) -> dic
             ],
         )
         await publish_new(conn, [new_message_id])
+        await store.notify_queue(conn)
     rt.wake()
     return {"messageId": new_message_id}

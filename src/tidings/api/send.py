@@ -234,6 +234,7 @@ async def send(
             )
         await store.insert(conn, new, first)
         await publish_new(conn, ids)
+        await store.notify_queue(conn)
         return None
 
     try:

@@ -80,6 +80,27 @@ class Database:
             event.listen(self._engine.sync_engine, "connect", sqlite_pragmas)
         return self._engine
 
+    async def listen(
+        self, channel: str, on_notify: Callable[[], None], stop: asyncio.Event
+    ) -> None:
+        """PostgreSQL: call ``on_notify`` on every NOTIFY of ``channel`` until ``stop``. Workers
+        in other processes are woken this way the moment work is committed."""
+        if self._sqlite is not None:
+            return  # one process owns a SQLite file; it wakes itself in memory
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+
+            def callback(*_args: Any) -> None:
+                on_notify()
+
+            await driver.add_listener(channel, callback)
+            try:
+                await stop.wait()
+            finally:
+                await driver.remove_listener(channel, callback)
+
     @property
     def dialect(self) -> str:
         if self._sqlite is not None:

@@ -91,6 +91,15 @@ async def insert(conn: Conn, new: list[NewMessage], first_history: list[HistoryE
     )
 
 
+QUEUE_CHANNEL = "tidings_queue"
+
+
+async def notify_queue(conn: Conn) -> None:
+    """Tell every worker (PostgreSQL: any process) that new work is due; sent on commit."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text(f"NOTIFY {QUEUE_CHANNEL}"))
+
+
 async def get(conn: Conn, message_id: str) -> sa.Row[Any] | None:
     return (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).first()
 

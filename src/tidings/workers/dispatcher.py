@@ -74,6 +74,9 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("dispatcher started", owner=self.owner)
+        listener = asyncio.create_task(
+            self.rt.db.listen(store.QUEUE_CHANNEL, self.rt.wake, stop), name="queue-listener"
+        )
         try:
             while not stop.is_set():
                 claimed = await self._claim()
@@ -87,6 +90,9 @@ class Dispatcher:
                     continue
                 await self._idle(stop)
         finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listener
             await self.shutdown()
 
     async def shutdown(self) -> None:
