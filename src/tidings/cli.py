@@ -63,13 +63,22 @@ def serve(
     configure_logging(settings.log_level)
     report = StartupReport(announce=True)
     application = asyncio.run(build_app(settings, run_workers=not no_workers, report=report))
-    uvicorn.run(
+    runtime = application.state.runtime
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # uvicorn waits for open responses before the app's shutdown: end the streams.
+            runtime.closing.set()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
         application,
         host=settings.host,
         port=settings.port,
         log_level="warning",
         timeout_graceful_shutdown=30,
     )
+    Server(config).run()
 
 
 @app.command()

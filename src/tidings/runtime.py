@@ -19,6 +19,8 @@ class Runtime:
     keyring: KeyRing
     # Set when new work is committed so an idle dispatcher in this process wakes at once.
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when the server begins to shut down: long-lived responses (SSE) end themselves.
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
     sandbox_mode: bool = False
     public_url: str = "http://127.0.0.1:8000"
 

@@ -133,3 +133,34 @@ def test_serve_sandbox_mode_and_cli_send(workdir: Path) -> None:
     finally:
         again.stop()
     assert key not in (workdir / "tidings.db").read_bytes().decode("latin-1")
+
+
+def test_sigterm_ends_open_status_streams(workdir: Path) -> None:
+    """An SSE client must not hold the server's shutdown for uvicorn's 30 s grace period."""
+    import threading
+
+    port = free_port()
+    served = Served(workdir, port)
+    key = re.findall(r"\btk_[A-Za-z0-9_-]{20,}", served.output())[0]
+    lines: list[str] = []
+
+    def follow() -> None:
+        with httpx.stream(
+            "GET",
+            f"{served.url}/messages/stream",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=None,
+        ) as stream:
+            for line in stream.iter_lines():
+                lines.append(line)
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while not lines and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lines, "the stream never started"
+    served.proc.send_signal(signal.SIGTERM)
+    served.proc.wait(timeout=20)  # well under uvicorn's 30 s graceful timeout
+    reader.join(timeout=5)
+    assert not reader.is_alive()  # the stream ended with the server

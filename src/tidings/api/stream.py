@@ -86,7 +86,9 @@ async def _tail(
         yield first
     quiet_since = time.monotonic()
     while True:
-        if await request.is_disconnected():
+        # A closing server ends its streams (clients reconnect with Last-Event-ID) rather
+        # than holding its shutdown for them.
+        if rt.closing.is_set() or await request.is_disconnected():
             return
         async with rt.db.read() as conn:
             rows: list[sa.Row[Any]] = await events_after(
