@@ -163,3 +163,19 @@ def test_suppressions_cli(
     finally:
         os.environ.clear()
         os.environ.update(old)
+
+
+def test_ui_login_refuses_cross_site_posts_and_logout_is_post_only(
+    tidings_with_mailgun: RunningTidings,
+) -> None:
+    import httpx
+
+    url = tidings_with_mailgun.url
+    form = {"key": tidings_with_mailgun.api_key}
+    cross = httpx.post(f"{url}/ui/login", data=form, headers={"Origin": "http://evil.test"})
+    assert cross.status_code == 403 and "tidings_session" not in cross.cookies
+    fetch = httpx.post(f"{url}/ui/login", data=form, headers={"Sec-Fetch-Site": "cross-site"})
+    assert fetch.status_code == 403
+    same = httpx.post(f"{url}/ui/login", data=form, headers={"Origin": url})
+    assert same.status_code == 303 and "tidings_session" in same.cookies
+    assert httpx.get(f"{url}/ui/logout").status_code == 405

@@ -112,6 +112,15 @@ async def login(
 ) -> Response:
     ring: KeyRing = rt.keyring
     target = views.safe_next(next)
+    if not _same_origin(request):
+        # Another site's form must not log this browser in (login CSRF).
+        return render(
+            request,
+            "login.html",
+            status_code=403,
+            next=target,
+            error="This login form was posted from another site.",
+        )
     if not ring.accepts(key.strip()):
         return render(
             request,
@@ -134,7 +143,18 @@ async def login(
     return response
 
 
-@public.api_route("/ui/logout", methods=["GET", "POST"])
+def _same_origin(request: Request) -> bool:
+    """Refuse a form posted by another site's page. Browsers say where a post comes from in
+    ``Sec-Fetch-Site`` and ``Origin`` (``null`` under this UI's no-referrer policy)."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        return False
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return True
+    return origin.rstrip("/") == f"{request.url.scheme}://{request.url.netloc}"
+
+
+@public.post("/ui/logout")
 async def logout() -> Response:
     response = RedirectResponse("/ui/login", status_code=303, headers=SECURITY_HEADERS)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
