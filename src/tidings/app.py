@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI
 from tidings import __version__
 from tidings.api import errors as api_errors
 from tidings.api import messages as messages_api
+from tidings.api import metrics as metrics_api
 from tidings.api import profiles as profiles_api
 from tidings.api import provider_tools as provider_tools_api
 from tidings.api import providers as providers_api
@@ -230,6 +231,7 @@ def create_app(
     app.include_router(provider_tools_api.router, dependencies=protected)
     app.include_router(suppressions_api.router, dependencies=protected)
     app.include_router(unmatched_api.router, dependencies=protected)
+    app.include_router(metrics_api.router, dependencies=protected)
     app.include_router(status_endpoints_api.router, dependencies=protected)
     # Mailgun authenticates by signature, not by our API key.
     app.include_router(webhooks_api.router)

@@ -9,6 +9,7 @@ from fastapi import Request
 
 from tidings.api.auth import KeyRing
 from tidings.config import Settings
+from tidings.metrics import Metrics
 from tidings.store.database import Database
 
 
@@ -21,6 +22,7 @@ class Runtime:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # Set when the server begins to shut down: long-lived responses (SSE) end themselves.
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics: Metrics = field(default_factory=Metrics)
     sandbox_mode: bool = False
     public_url: str = "http://127.0.0.1:8000"
 

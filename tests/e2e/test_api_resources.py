@@ -179,3 +179,24 @@ def test_ui_login_refuses_cross_site_posts_and_logout_is_post_only(
     same = httpx.post(f"{url}/ui/login", data=form, headers={"Origin": url})
     assert same.status_code == 303 and "tidings_session" in same.cookies
     assert httpx.get(f"{url}/ui/logout").status_code == 405
+
+
+def test_metrics_count_what_happened(
+    tidings_with_mailgun: RunningTidings, mailgun_sandbox: RunningSandbox
+) -> None:
+    server = tidings_with_mailgun
+    message_id = (
+        server.courier()
+        .send.message(
+            message={"to": {"email": "m@example.test"}, "content": {"title": "t", "body": "b"}}
+        )
+        .request_id
+    )
+    server.wait_status(message_id, "SENT", "DELIVERED")
+    with server.http() as http:
+        assert http.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+        text = http.get("/metrics").text
+    assert "tidings_messages_accepted_total 1.0" in text
+    assert 'tidings_send_attempts_total{outcome="sent"} 1.0' in text
+    assert "tidings_send_attempt_seconds_count 1.0" in text
+    assert 'tidings_messages{status="' in text

@@ -249,6 +249,7 @@ async def send(
             raise
     if replayed is not None:
         return _replay(replayed, request_hash)
+    rt.metrics.accepted.inc(len(new))
     rt.wake()
     return JSONResponse(answer, status_code=202)
 

@@ -28,7 +28,8 @@ log = structlog.get_logger("tidings.webhooks")
 MAX_WEBHOOK_BYTES = 1024 * 1024
 
 
-def _refuse(status: int, code: str, message: str, **context: object) -> JSONResponse:
+def _refuse(rt: Runtime, status: int, code: str, message: str, **context: object) -> JSONResponse:
+    rt.metrics.webhooks_refused.labels(code).inc()
     log.warning("webhook refused", code=code, reason=message, **context)
     return JSONResponse({"message": message, "type": "invalid_request_error"}, status_code=status)
 
@@ -41,15 +42,15 @@ async def mailgun_webhook(
         stored = await providers.by_webhook_token(conn, token)
     if stored is None:
         # Not a URL this server gave out: Mailgun should stop trying it.
-        return _refuse(406, "unknown-url", "no Mailgun configuration has this webhook URL")
+        return _refuse(rt, 406, "unknown-url", "no Mailgun configuration has this webhook URL")
     settings = MailgunSettings.model_validate(stored.settings)
     body = await request.body()
     if len(body) > MAX_WEBHOOK_BYTES:
-        return _refuse(406, "too-large", "webhook body too large", provider=stored.id)
+        return _refuse(rt, 406, "too-large", "webhook body too large", provider=stored.id)
     try:
         parsed = parse_webhook(body, request.headers.get("content-type", ""))
     except WebhookParseError as exc:
-        return _refuse(406, "unparseable", f"not a Mailgun webhook: {exc}", provider=stored.id)
+        return _refuse(rt, 406, "unparseable", f"not a Mailgun webhook: {exc}", provider=stored.id)
     # Legacy (form-encoded) webhooks were signed with the API key, not the signing key.
     key = settings.api_key if parsed.legacy else settings.webhook_signing_key
     refusal = check_webhook(
@@ -61,6 +62,7 @@ async def mailgun_webhook(
     )
     if refusal is not None:
         return _refuse(
+            rt,
             refusal.http_status,
             refusal.code,
             refusal.message,
@@ -71,8 +73,13 @@ async def mailgun_webhook(
         if not await event_store.accept_token_once(conn, parsed.token):
             # Roll nothing else forward: this transaction only tried to insert the token.
             return _refuse(
-                406, "replayed", "webhook token was already used (a replay)", provider=stored.id
+                rt,
+                406,
+                "replayed",
+                "webhook token was already used (a replay)",
+                provider=stored.id,
             )
+        rt.metrics.events.labels(parsed.event.kind.value, "webhook").inc()
         recorded = await event_store.record_event(
             conn, parsed.event, source="webhook", provider_id=stored.id
         )

@@ -324,6 +324,8 @@ class Dispatcher:
 
         attempt_id = await self.rt.db.grouped(begin)
         outcome = await self.client.send(email, config)
+        self.rt.metrics.attempts.labels(outcome.kind.value).inc()
+        self.rt.metrics.attempt_seconds.observe(outcome.duration_ms / 1000)
         await self._record(row, provider.id, config, attempt_id, number, outcome, request_record)
 
     # -- outcomes -----------------------------------------------------------------------

@@ -382,6 +382,7 @@ class Poller:
                         "skipping an event Tidings cannot read", where=group.where, error=str(exc)
                     )
                     continue
+                self.rt.metrics.events.labels(event.kind.value, "poll").inc()
                 recorded = await record_event(
                     conn, event, source="poll", provider_id=group.provider_id
                 )
