@@ -69,6 +69,26 @@ class RunningTidings:
     def wait_status(self, message_id: str, *statuses: str, timeout: float = 20) -> dict[str, Any]:
         return self.wait_for(message_id, lambda d: d.get("status") in statuses, timeout)
 
+    def add_provider(self, sandbox: RunningSandbox, **settings: Any) -> dict[str, Any]:
+        """A Mailgun configuration that sends to ``sandbox`` (settings override the defaults;
+        ``alias`` is taken out of them)."""
+        alias = settings.pop("alias", None)
+        values: dict[str, Any] = {
+            "api_key": sandbox.settings.api_key,
+            "domain": "mg.tidings.test",
+            "host": sandbox.url,
+            "from_address": "Acme <no-reply@mg.tidings.test>",
+            "webhook_signing_key": sandbox.settings.signing_key,
+            **settings,
+        }
+        with self.http() as http:
+            answer = http.post(
+                "/providers", json={"provider": "mailgun", "alias": alias, "settings": values}
+            )
+            assert answer.status_code == 200, answer.text
+            created: dict[str, Any] = answer.json()
+            return created
+
     def history(self, message_id: str) -> list[dict[str, Any]]:
         with self.http() as http:
             result: list[dict[str, Any]] = http.get(f"/messages/{message_id}/history").json()[
@@ -146,20 +166,5 @@ def tidings_with_mailgun(
 ) -> RunningTidings:
     """Tidings with a Mailgun configuration that sends to the standalone sandbox."""
     server = start_tidings()
-    with server.http() as http:
-        answer = http.post(
-            "/providers",
-            json={
-                "provider": "mailgun",
-                "alias": "main",
-                "settings": {
-                    "api_key": mailgun_sandbox.settings.api_key,
-                    "domain": "mg.tidings.test",
-                    "host": mailgun_sandbox.url,
-                    "from_address": "Acme <no-reply@mg.tidings.test>",
-                    "webhook_signing_key": mailgun_sandbox.settings.signing_key,
-                },
-            },
-        )
-        assert answer.status_code == 200, answer.text
+    server.add_provider(mailgun_sandbox, alias="main")
     return server

@@ -100,19 +100,7 @@ def test_rate_limit_spaces_sends_without_dropping(
     start_tidings: Callable[..., RunningTidings], mailgun_sandbox: RunningSandbox
 ) -> None:
     server = start_tidings()
-    with server.http() as http:
-        http.post(
-            "/providers",
-            json={
-                "provider": "mailgun",
-                "settings": {
-                    "api_key": mailgun_sandbox.settings.api_key,
-                    "domain": "mg.tidings.test",
-                    "host": mailgun_sandbox.url,
-                    "rate_limit": {"rate": 5, "period": "second"},
-                },
-            },
-        ).raise_for_status()
+    server.add_provider(mailgun_sandbox, rate_limit={"rate": 5, "period": "second"})
     started = time.monotonic()
     answer = server.courier().send.message(
         message={

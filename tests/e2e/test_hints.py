@@ -56,18 +56,7 @@ def test_wrong_key_and_wrong_domain_hints(
     start_tidings: Callable[..., RunningTidings], mailgun_sandbox: RunningSandbox
 ) -> None:
     server = start_tidings()
-    with server.http() as http:
-        http.post(
-            "/providers",
-            json={
-                "provider": "mailgun",
-                "settings": {
-                    "api_key": mailgun_sandbox.settings.api_key,
-                    "domain": "mg.tidings.test",
-                    "host": mailgun_sandbox.url,
-                },
-            },
-        ).raise_for_status()
+    server.add_provider(mailgun_sandbox)
     wrong_key = _send(
         server,
         "k@example.test",

@@ -15,21 +15,7 @@ def test_two_servers_share_the_queue_and_send_each_message_once(
 ) -> None:
     first = start_tidings(database_url=postgres_url, dispatch_batch=4)
     second = start_tidings(database_url=postgres_url, dispatch_batch=4)
-    with first.http() as http:
-        answer = http.post(
-            "/providers",
-            json={
-                "provider": "mailgun",
-                "settings": {
-                    "api_key": mailgun_sandbox.settings.api_key,
-                    "domain": "mg.tidings.test",
-                    "host": mailgun_sandbox.url,
-                    "webhook_signing_key": mailgun_sandbox.settings.signing_key,
-                    "polling": "off",
-                },
-            },
-        )
-        assert answer.status_code == 200, answer.text
+    first.add_provider(mailgun_sandbox, polling="off")
     recipients = [{"email": f"pg{i}@example.test"} for i in range(60)]
     request = second.courier().send.message(
         message={"to": recipients, "content": {"title": "Hi", "body": "from PostgreSQL"}},
@@ -78,19 +64,7 @@ def test_api_only_process_wakes_a_separate_worker_by_notify(
     LISTEN/NOTIFY wakes the worker at once (its idle poll here is far longer than the wait)."""
     api = start_tidings(database_url=postgres_url, run_workers=False)
     worker = start_tidings(database_url=postgres_url, dispatch_idle_s=600)
-    with api.http() as http:
-        http.post(
-            "/providers",
-            json={
-                "provider": "mailgun",
-                "settings": {
-                    "api_key": mailgun_sandbox.settings.api_key,
-                    "domain": "mg.tidings.test",
-                    "host": mailgun_sandbox.url,
-                    "polling": "off",
-                },
-            },
-        ).raise_for_status()
+    api.add_provider(mailgun_sandbox, polling="off")
     time.sleep(0.5)  # the worker is idle, listening
     message_id = (
         api.courier()

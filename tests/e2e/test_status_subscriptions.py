@@ -78,22 +78,7 @@ def server(request: pytest.FixtureRequest, mailgun_sandbox: RunningSandbox) -> R
         overrides["database_url"] = request.getfixturevalue("postgres_url")
     start_tidings: Callable[..., RunningTidings] = request.getfixturevalue("start_tidings")
     running = start_tidings(**overrides)
-    with running.http() as http:
-        answer = http.post(
-            "/providers",
-            json={
-                "provider": "mailgun",
-                "alias": "main",
-                "settings": {
-                    "api_key": mailgun_sandbox.settings.api_key,
-                    "domain": "mg.tidings.test",
-                    "host": mailgun_sandbox.url,
-                    "from_address": "Acme <no-reply@mg.tidings.test>",
-                    "webhook_signing_key": mailgun_sandbox.settings.signing_key,
-                },
-            },
-        )
-        assert answer.status_code == 200, answer.text
+    running.add_provider(mailgun_sandbox, alias="main")
     return running
 
 

@@ -33,22 +33,7 @@ def webhook_only(
 ) -> tuple[RunningTidings, str]:
     """Tidings with polling off and its webhook URL registered at the sandbox."""
     server = start_tidings()
-    with server.http() as http:
-        answer = http.post(
-            "/providers",
-            json={
-                "provider": "mailgun",
-                "settings": {
-                    "api_key": mailgun_sandbox.settings.api_key,
-                    "domain": DOMAIN,
-                    "host": mailgun_sandbox.url,
-                    "webhook_signing_key": mailgun_sandbox.settings.signing_key,
-                    "polling": "off",
-                },
-            },
-        )
-        assert answer.status_code == 200, answer.text
-        url = answer.json()["webhook_url"]
+    url = server.add_provider(mailgun_sandbox, domain=DOMAIN, polling="off")["webhook_url"]
     auth = ("api", mailgun_sandbox.settings.api_key)
     for kind in KINDS:
         created = httpx.post(
