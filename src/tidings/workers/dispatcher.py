@@ -361,25 +361,7 @@ class Dispatcher:
                 duration_ms=outcome.duration_ms,
             )
             if outcome.kind is OutcomeKind.SENT:
-                facts = with_sent(facts_codec.load(row.facts), now)
-                await set_facts(
-                    conn,
-                    row,
-                    facts,
-                    provider_message_id=outcome.provider_message_id,
-                    queued=False,
-                    in_doubt=False,
-                    lease_owner=None,
-                    lease_until=None,
-                    hint=None,
-                )
-                await store.add_history(
-                    conn,
-                    row.id,
-                    HistoryType.SENT.value,
-                    {**attempt_data, "reference": outcome.provider_message_id},
-                    ts=now,
-                )
+                await _write_sent(conn, row, now, outcome.provider_message_id, attempt_data)
                 return
             if outcome.kind is OutcomeKind.FAILED:
                 await _write_undeliverable(
@@ -462,30 +444,18 @@ class Dispatcher:
         )
         now = utcnow()
         if found is not None:
-            facts = with_sent(facts_codec.load(row.facts), found.at)
             async with self.rt.db.write() as conn:
                 if attempt is not None:
                     await store.finish_attempt(conn, attempt.id, outcome="sent")
-                await set_facts(
+                await _write_sent(
                     conn,
                     row,
-                    facts,
-                    provider_message_id=found.provider_message_id,
-                    queued=False,
-                    in_doubt=False,
-                    lease_owner=None,
-                    lease_until=None,
-                )
-                await store.add_history(
-                    conn,
-                    row.id,
-                    HistoryType.SENT.value,
+                    found.at,
+                    found.provider_message_id,
                     {
-                        "reference": found.provider_message_id,
                         "note": "an attempt whose answer was lost was found in Mailgun's event "
-                        "log; not sent again",
+                        "log; not sent again"
                     },
-                    ts=now,
                 )
             return True
         if (now - started).total_seconds() < self.settings.in_doubt_lag_s:
@@ -565,6 +535,27 @@ class Dispatcher:
             await _write_undeliverable(conn, row, now, reason, message, history=history_extra)
 
         await self.rt.db.grouped(write)
+
+
+async def _write_sent(
+    conn: Conn, row: Any, at: datetime, reference: str | None, history: dict[str, Any]
+) -> None:
+    """Mailgun has the message: sent at ``at``, out of the queue, its id kept."""
+    facts = with_sent(facts_codec.load(row.facts), at)
+    await set_facts(
+        conn,
+        row,
+        facts,
+        provider_message_id=reference,
+        queued=False,
+        in_doubt=False,
+        lease_owner=None,
+        lease_until=None,
+        hint=None,
+    )
+    await store.add_history(
+        conn, row.id, HistoryType.SENT.value, {**history, "reference": reference}, ts=at
+    )
 
 
 async def _write_undeliverable(
