@@ -123,6 +123,8 @@ def test_no_secret_in_answers_logs_or_history(tmp_path: Path) -> None:
             client.get("/suppressions")
             client.get("/openapi.json")
             login = client.post("/ui/login", data={"key": TIDINGS_KEY}, follow_redirects=False)
+            assert login.status_code == 303
+            client.cookies = login.cookies
             for page in (
                 "/ui/",
                 f"/ui/messages/{ids[0]}",
@@ -130,7 +132,7 @@ def test_no_secret_in_answers_logs_or_history(tmp_path: Path) -> None:
                 "/ui/providers",
                 f"/ui/providers/{provider_id}",
             ):
-                client.get(page, cookies=login.cookies)
+                assert client.get(page).status_code == 200, page
             client.close()
         finally:
             proc.send_signal(signal.SIGTERM)
