@@ -104,6 +104,8 @@ async def ensure_providers(rt: Runtime, report: StartupReport) -> None:
             report.provider_origin = "env"
         if rt.sandbox_mode:
             report.provider_origin = report.provider_origin or "sandbox"
+        else:
+            await providers.retire_sandbox_default(conn, prefer_origin="env")
 
 
 async def ensure_sandbox_provider(db: Database, public_url: str) -> StoredProvider:

@@ -30,14 +30,14 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 class Served:
-    def __init__(self, workdir: Path, port: int) -> None:
+    def __init__(self, workdir: Path, port: int, **env: str) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = workdir / f"serve-{port}-{time.monotonic_ns()}.log"
         self.proc = subprocess.Popen(
             [*TIDINGS, "serve", "--port", str(port)],
             cwd=workdir,
-            env=_clean_env(TIDINGS_LOG_LEVEL="info"),
+            env=_clean_env(TIDINGS_LOG_LEVEL="info", **env),
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,
         )
@@ -118,6 +118,18 @@ def test_serve_sandbox_mode_and_cli_send(workdir: Path) -> None:
         inbox = httpx.get(f"{served.url}/sandbox/api/messages").json()
         assert inbox[0]["subject"] == "Hi Ann"
         assert httpx.get(f"{served.url}/sandbox/").status_code == 200
+        # A real configuration added through the API takes over as the default.
+        created = httpx.post(
+            f"{served.url}/providers",
+            headers=headers,
+            json={
+                "provider": "mailgun",
+                "settings": {"api_key": "key-new-000000000", "domain": "mg.new.test"},
+            },
+        ).json()
+        assert created["default"] is True
+        listed = httpx.get(f"{served.url}/providers", headers=headers).json()["results"]
+        assert [p["default"] for p in listed if p["origin"] == "sandbox"] == [False]
         assert (
             httpx.get(f"{served.url}/messages", headers={"Authorization": "Bearer no"}).status_code
             == 401
@@ -164,3 +176,50 @@ def test_sigterm_ends_open_status_streams(workdir: Path) -> None:
     served.proc.wait(timeout=20)  # well under uvicorn's 30 s graceful timeout
     reader.join(timeout=5)
     assert not reader.is_alive()  # the stream ended with the server
+
+
+def test_going_real_after_trying_the_sandbox(workdir: Path) -> None:
+    """Try it in sandbox mode, then set MAILGUN_* and restart: mail goes to Mailgun (here a
+    standalone sandbox standing in for it), not to the sandbox that is no longer mounted."""
+    from tests.support.servers import serve_asgi
+    from tidings.sandbox import Sandbox, SandboxSettings
+
+    port = free_port()
+    first = Served(workdir, port)
+    key = re.findall(r"\btk_[A-Za-z0-9_-]{20,}", first.output())[0]
+    first.stop()
+    mailgun = Sandbox(SandboxSettings(domains=["mg.real.test"], api_key="key-real-000000000"))
+    with serve_asgi(mailgun.asgi()) as mailgun_url:
+        served = Served(
+            workdir,
+            port,
+            MAILGUN_API_KEY="key-real-000000000",
+            MAILGUN_DOMAIN="mg.real.test",
+            MAILGUN_HOST=mailgun_url,
+        )
+        try:
+            assert "Sandbox mode" not in served.output()
+            assert httpx.get(f"{served.url}/sandbox/api/messages").status_code == 404
+            headers = {"Authorization": f"Bearer {key}"}
+            answer = httpx.post(
+                f"{served.url}/send",
+                headers=headers,
+                json={
+                    "message": {
+                        "to": {"email": "real@example.test"},
+                        "content": {"title": "t", "body": "b"},
+                    }
+                },
+            )
+            message_id = answer.json()["requestId"]
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                status = httpx.get(f"{served.url}/messages/{message_id}", headers=headers).json()
+                if status["status"] != "ENQUEUED":
+                    break
+                time.sleep(0.1)
+            assert status["status"] in ("SENT", "DELIVERED"), status
+            copies = httpx.get(f"{mailgun_url}/sandbox/api/messages").json()
+            assert [c["domain"] for c in copies] == ["mg.real.test"]
+        finally:
+            served.stop()

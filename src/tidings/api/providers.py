@@ -102,6 +102,9 @@ async def create_provider(body: ProviderIn, rt: Runtime = Depends(runtime)) -> d
         stored = await providers.create(
             conn, provider=body.provider, settings=settings, alias=body.alias, title=body.title
         )
+        # A real configuration takes over from the sandbox's as the default.
+        await providers.retire_sandbox_default(conn)
+        stored = await providers.get(conn, stored.id) or stored
     rt.wake()
     return provider_body(rt, stored)
 

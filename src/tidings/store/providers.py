@@ -136,3 +136,17 @@ async def set_default(conn: Conn, provider_id: str) -> None:
 async def delete(conn: Conn, provider_id: str) -> bool:
     result = await conn.execute(providers.delete().where(providers.c.id == provider_id))
     return bool(result.rowcount)
+
+
+async def retire_sandbox_default(conn: Conn, prefer_origin: str | None = None) -> None:
+    """Once a real configuration exists, the sandbox's stops being the default: mail then goes
+    to Mailgun, not to a sandbox this server may no longer run. The ``prefer_origin`` one
+    wins (MAILGUN_* variables), else the newest."""
+    current = await default(conn)
+    if current is None or current.origin != "sandbox":
+        return
+    real = [p for p in await list_all(conn) if p.origin != "sandbox"]
+    if not real:
+        return
+    preferred = [p for p in real if p.origin == prefer_origin] or real
+    await set_default(conn, preferred[-1].id)
