@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     dispatch_idle_s: float = Field(default=0.5, gt=0)
     lease_s: float = Field(default=60.0, gt=0)
     send_timeout_s: float = Field(default=30.0, gt=0)
+    render_timeout_s: float = Field(
+        default=10.0, gt=0, description="A message whose template renders longer fails."
+    )
     retry_base_s: float = Field(default=2.0, gt=0, description="First retry backoff.")
     retry_max_s: float = Field(default=3600.0, gt=0, description="Longest retry backoff.")
     message_timeout_ms: int = Field(default=72 * 3600 * 1000, gt=0)

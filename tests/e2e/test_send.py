@@ -290,3 +290,27 @@ def test_cancel_delayed_message_and_resend(
         }
         output = http.get(f"/messages/{resent}/output").json()["results"][0]["content"]
         assert output["subject"] == "t" and "b" in output["text"]
+
+
+def test_a_template_that_renders_too_long_fails_that_message_only(
+    start_tidings: Any, mailgun_sandbox: RunningSandbox
+) -> None:
+    server = start_tidings(render_timeout_s=0.2)
+    server.add_provider(mailgun_sandbox)
+    client = server.courier()
+    slow = client.send.message(
+        message={
+            "to": {"email": "slow@example.test"},
+            "content": {
+                "title": "t",
+                "body": "{% for a in range(3000) %}{% for b in range(3000) %}{% endfor %}"
+                "{% endfor %}done",
+            },
+        }
+    ).request_id
+    fine = client.send.message(
+        message={"to": {"email": "fine@example.test"}, "content": {"title": "t", "body": "b"}}
+    ).request_id
+    assert server.wait_status(fine, "SENT", "DELIVERED")["status"] in ("SENT", "DELIVERED")
+    details = server.wait_status(slow, "UNDELIVERABLE", timeout=60)
+    assert details["reason"] == "FAILED" and "took longer" in details["error"]

@@ -254,9 +254,23 @@ class Dispatcher:
             rendered = RenderedEmail(**row.rendered)
         else:
             try:
-                rendered = compose.render(payload, resolved)
+                # Off the event loop, and bounded: a template that loops for long must not
+                # stall every other send and the API of this process.
+                rendered = await asyncio.wait_for(
+                    asyncio.to_thread(compose.render, payload, resolved),
+                    timeout=self.settings.render_timeout_s,
+                )
             except (RenderError, ValidationError) as exc:
                 await self._fail(row, Reason.FAILED, f"rendering failed: {exc}", pending=pending)
+                return
+            except TimeoutError:
+                await self._fail(
+                    row,
+                    Reason.FAILED,
+                    f"rendering failed: the template took longer than "
+                    f"{self.settings.render_timeout_s:g} s (TIDINGS_RENDER_TIMEOUT_S)",
+                    pending=pending,
+                )
                 return
             updates["rendered"] = rendered.as_dict()
             pending.append(
