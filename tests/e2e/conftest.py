@@ -89,6 +89,13 @@ class RunningTidings:
             created: dict[str, Any] = answer.json()
             return created
 
+    def connect_webhooks(self) -> None:
+        """Register this server's webhook URL at Mailgun (the sandbox) for the default
+        configuration, through the connect route."""
+        with self.http() as http:
+            provider = http.get("/providers").json()["results"][0]
+            http.post(f"/providers/{provider['id']}/connect").raise_for_status()
+
     def history(self, message_id: str) -> list[dict[str, Any]]:
         with self.http() as http:
             result: list[dict[str, Any]] = http.get(f"/messages/{message_id}/history").json()[

@@ -122,9 +122,7 @@ def test_suppressions_cli(
     tidings_with_mailgun: RunningTidings, mailgun_sandbox: RunningSandbox
 ) -> None:
     server = tidings_with_mailgun
-    with server.http() as http:
-        provider = http.get("/providers").json()["results"][0]
-        http.post(f"/providers/{provider['id']}/connect").raise_for_status()
+    server.connect_webhooks()
     message_id = (
         server.courier()
         .send.message(

@@ -21,9 +21,7 @@ def test_sender_domain_without_mx_hint(
     tidings_with_mailgun: RunningTidings, mailgun_sandbox: RunningSandbox
 ) -> None:
     server = tidings_with_mailgun
-    with server.http() as http:
-        provider = http.get("/providers").json()["results"][0]
-        http.post(f"/providers/{provider['id']}/connect").raise_for_status()
+    server.connect_webhooks()
     message_id = _send(server, "m+nomx@example.test")
     hint = _hint_of(server, message_id)
     assert "MX record" in hint and "2 hours" in hint
@@ -77,9 +75,7 @@ def test_recipient_domain_no_mx_through_the_sandbox(
     tidings_with_mailgun: RunningTidings, mailgun_sandbox: RunningSandbox
 ) -> None:
     server = tidings_with_mailgun
-    with server.http() as http:
-        provider = http.get("/providers").json()["results"][0]
-        http.post(f"/providers/{provider['id']}/connect").raise_for_status()
+    server.connect_webhooks()
     message_id = _send(server, "r+rcptnomx@example.test")
     details = server.wait_status(message_id, "UNDELIVERABLE")
     assert "recipient" in (details["hint"] or "").lower()
