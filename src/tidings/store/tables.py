@@ -53,6 +53,30 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(128), nullable=False, unique=True),
     sa.Column("last4", sa.String(4), nullable=False),
     sa.Column("created_at", TS, nullable=False),
+    # A person's label for the key, and when it was last accepted (`tidings keys list`).
+    sa.Column("name", sa.String(100), nullable=True),
+    sa.Column("last_used_at", TS, nullable=True),
+)
+
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    # Web UI sessions live here, not in the cookie alone, so that logout revokes them.
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False, index=True),
+    sa.Column("last_seen_at", TS, nullable=True),
+)
+
+rate_buckets = sa.Table(
+    "rate_buckets",
+    metadata,
+    # One token bucket per provider configuration, shared by every worker on the database,
+    # and the pause Mailgun asked for (420/429) until the time it gave.
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("refilled_at", TS, nullable=False),
+    sa.Column("paused_until", TS, nullable=True),
 )
 
 providers = sa.Table(
