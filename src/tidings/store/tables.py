@@ -77,6 +77,9 @@ rate_buckets = sa.Table(
     sa.Column("tokens", sa.Float, nullable=False),
     sa.Column("refilled_at", TS, nullable=False),
     sa.Column("paused_until", TS, nullable=True),
+    # How many tokens the latest reservation took: RETURNING sees only the new row, and
+    # the grant is computed from the old one in the same UPDATE.
+    sa.Column("taken", sa.Float, nullable=False, server_default="0"),
 )
 
 providers = sa.Table(

@@ -43,7 +43,7 @@ from tidings.store.database import Conn
 from tidings.store.providers import StoredProvider
 from tidings.store.status_feed import set_facts
 from tidings.workers import compose
-from tidings.workers.ratelimit import RateLimiter
+from tidings.workers.ratelimit import limiter_for
 
 log = structlog.get_logger("tidings.dispatcher")
 
@@ -66,7 +66,7 @@ class Dispatcher:
         self.client = client
         self.owner = new_id("wrk_")
         self.settings = rt.settings
-        self.limiter = RateLimiter()
+        self.limiter = limiter_for(rt.db)
         self._inflight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.settings.dispatch_concurrency)
 
@@ -284,11 +284,25 @@ class Dispatcher:
                 )
             )
 
-        wait = self.limiter.reserve(provider.id, provider.settings.get("rate_limit"))
-        if wait > 0:
-            # Over the configuration's rate: back in the queue for when a token is free.
+        reserved = await self.limiter.reserve(provider.id, provider.settings.get("rate_limit"))
+        if reserved.wait_s > 0:
+            # Over the configuration's rate, or Mailgun asked every sender of it to wait:
+            # back in the queue for then, no attempt spent.
+            if reserved.paused_until is not None:
+                until = reserved.paused_until.isoformat()
+                pending.append(
+                    (
+                        "THROTTLED",
+                        {
+                            "note": f"paused: Mailgun asked to wait until {until}",
+                            "paused_until": until,
+                            "integration": {"id": provider.id, "provider": "mailgun"},
+                            "worker": self.owner,
+                        },
+                    )
+                )
             updates.update(
-                next_attempt_at=utcnow() + timedelta(seconds=wait),
+                next_attempt_at=utcnow() + timedelta(seconds=reserved.wait_s),
                 lease_owner=None,
                 lease_until=None,
             )
@@ -365,6 +379,15 @@ class Dispatcher:
             "duration_ms": round(outcome.duration_ms, 1),
         }
 
+        paused_until: datetime | None = None
+        if outcome.kind is OutcomeKind.THROTTLED and outcome.retry_at is not None:
+            # Before this message is recorded, so that other workers stop at once; if the
+            # pause cannot be stored, this message still waits and its answer is kept.
+            try:
+                paused_until = await self.limiter.pause(provider_id, outcome.retry_at)
+            except Exception as exc:
+                log.warning("could not store Mailgun's pause", integration=provider_id, error=exc)
+
         async def write(conn: Conn) -> None:
             await store.finish_attempt(
                 conn,
@@ -391,7 +414,14 @@ class Dispatcher:
                 return
             # Not final: retry (5xx, timeouts), throttled (420/429), or in doubt.
             if outcome.kind is OutcomeKind.THROTTLED and outcome.retry_at is not None:
-                retry_at = max(outcome.retry_at, now) + timedelta(seconds=random.uniform(0, 0.25))
+                # Held for every sender of the configuration, and this one waits for the
+                # latest pause in force (another worker may have been told a later time).
+                retry_at = max(paused_until or outcome.retry_at, now) + timedelta(
+                    seconds=random.uniform(0, 0.25)
+                )
+                attempt_data["note"] = (
+                    f"paused: Mailgun asked to wait until {outcome.retry_at.isoformat()}"
+                )
             elif outcome.kind is OutcomeKind.IN_DOUBT:
                 retry_at = now + timedelta(seconds=self.settings.in_doubt_lag_s)
             else:
