@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
+import sqlalchemy as sa
+
 from tests.e2e.conftest import RunningSandbox, RunningTidings
+from tidings.store.database import Database
+
+
+def _wait_listening(database_url: str, within_s: float = 30) -> None:
+    """Until a session on the database has issued LISTEN (the worker's wake-up channel)."""
+
+    async def listening() -> bool:
+        db = Database(database_url)
+        try:
+            async with db.read() as conn:
+                count = await conn.scalar(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                    )
+                )
+                return bool(count)
+        finally:
+            await db.close()
+
+    deadline = time.monotonic() + within_s
+    while not asyncio.run(listening()):
+        assert time.monotonic() < deadline, "no worker is listening"
+        time.sleep(0.05)
 
 
 def test_two_servers_share_the_queue_and_send_each_message_once(
@@ -65,7 +92,7 @@ def test_api_only_process_wakes_a_separate_worker_by_notify(
     api = start_tidings(database_url=postgres_url, run_workers=False)
     worker = start_tidings(database_url=postgres_url, dispatch_idle_s=600)
     api.add_provider(mailgun_sandbox, polling="off")
-    time.sleep(0.5)  # the worker is idle, listening
+    _wait_listening(postgres_url)  # the worker is idle, listening
     message_id = (
         api.courier()
         .send.message(

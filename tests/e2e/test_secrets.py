@@ -68,12 +68,16 @@ def test_no_secret_in_answers_logs_or_history(tmp_path: Path) -> None:
                 event_hooks={"response": [record]},
                 timeout=30,
             )
-            for _ in range(100):
+            started = time.monotonic() + 60  # a safety net: a loaded machine starts slowly
+            while True:
                 try:
                     if client.get("/health").status_code == 200:
                         break
                 except httpx.HTTPError:
-                    time.sleep(0.1)
+                    pass
+                assert proc.poll() is None, log.read_text(errors="replace")
+                assert time.monotonic() < started, "tidings serve did not start"
+                time.sleep(0.1)
             providers = client.get("/providers").json()["results"]
             provider_id = providers[0]["id"]
             client.get(f"/providers/{provider_id}")
@@ -114,7 +118,14 @@ def test_no_secret_in_answers_logs_or_history(tmp_path: Path) -> None:
             )
             client.post("/send", json={"message": {"to": {"email": "bad"}}})
             client.get("/messages", headers={"Authorization": "Bearer wrong"})
-            time.sleep(2)
+            # Until every message has been tried and a signed webhook came back: the log then
+            # holds the send, webhook and polling paths.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (
+                "webhook accepted" in log.read_text(errors="replace")
+                and all(client.get(f"/messages/{i}").json()["status"] != "ENQUEUED" for i in ids)
+            ):
+                time.sleep(0.05)
             client.get("/messages")
             for message_id in ids:
                 client.get(f"/messages/{message_id}")

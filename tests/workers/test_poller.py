@@ -8,7 +8,9 @@ Events API requests each tick makes is exact, not a matter of timing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import inspect
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,7 +36,24 @@ from tidings.store.events import record_event
 from tidings.store.messages import HistoryEntry, NewMessage
 from tidings.store.providers import StoredProvider
 from tidings.store.status_feed import set_facts
-from tidings.workers.poller import Poller, group_providers, trust_every
+from tidings.workers.poller import Poller, group_providers
+
+
+async def tick_until(poller: Poller, condition: Callable[[], Any], within_s: float = 10.0) -> None:
+    """Tick until ``condition()`` (sync or async) holds: a poller polls a group again only
+    once it is due, so this waits for exactly that rather than for a guessed time."""
+    deadline = time.monotonic() + within_s
+    while True:
+        await poller.tick()
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("the poller never reached the condition")
+        await asyncio.sleep(0.01)
+
 
 DOMAIN = "mg.poll.test"
 EVENTS_ROUTES = ("GET /v3/{domain}/events", "GET /v3/{domain}/events/{token}")
@@ -224,8 +243,7 @@ async def test_one_request_per_page_not_per_message(world: World, client: Mailgu
     for n in (0, 299, 300, 349):
         assert (await world.message(f"msg_{n:04d}")).status == "DELIVERED"
     # A cycle later the tail is read from where it stopped: one request, nothing re-read.
-    await asyncio.sleep(poller.settings.poll_interval_s)
-    await poller.tick()
+    await tick_until(poller, lambda: world.event_requests() > 2)
     assert world.event_requests() == 3
 
 
@@ -284,10 +302,12 @@ async def test_trust_pass_advances_the_cursor_and_a_restart_resumes(
 
     # Once the events are older than the trust threshold, a trust pass settles them.
     last_event = max(r.timestamp for r in world.sandbox.store.logs[DOMAIN].records)
-    trusted_in = last_event + rt.settings.poll_trust_s - utcnow().timestamp()
-    await asyncio.sleep(max(0.0, trusted_in) + 0.05)
-    await asyncio.sleep(trust_every(rt.settings.poll_interval_s, rt.settings.poll_trust_s))
-    await first.tick()
+
+    async def settled_past_last_event() -> bool:
+        cursor = await world.cursor()
+        return cursor is not None and cursor.settled_until.timestamp() > last_event
+
+    await tick_until(first, settled_past_last_event)
     cursor = await world.cursor()
     assert cursor is not None
     assert cursor.settled_until.timestamp() > last_event
@@ -330,9 +350,7 @@ async def test_auto_mode_follows_webhooks(world: World, client: MailgunClient) -
     # Webhooks stop: the last one is now older than the quiet threshold.
     quiet = world.runtime(poll_auto_after_s=5.0, poll_auto_quiet_s=0.5)
     poller = Poller(quiet, client)
-    await asyncio.sleep(1.1)
-    await poller.tick()
-    assert world.event_requests() >= 1
+    await tick_until(poller, lambda: world.event_requests() >= 1)
     assert (await world.message("msg_auto")).status == "DELIVERED"
 
 
@@ -491,7 +509,5 @@ async def test_two_workers_do_not_both_poll_a_domain(world: World, client: Mailg
         await poll_cursors.release_leases(conn, first.owner)
     await world.send(provider, "two-late@example.test", "msg_two_late")
     await world.wait_events(6)
-    await asyncio.sleep(second.settings.poll_interval_s)
-    await second.tick()
-    assert world.event_requests() > after_first
+    await tick_until(second, lambda: world.event_requests() > after_first)
     assert (await world.message("msg_two_late")).status == "DELIVERED"
