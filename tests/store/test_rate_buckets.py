@@ -4,6 +4,7 @@ tokens than the bucket allows, and a pause set through one connection holds for 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from datetime import timedelta
 from pathlib import Path
@@ -123,3 +124,23 @@ async def test_a_pause_that_ran_out_holds_nothing(database_url: str) -> None:
         assert until is None
     finally:
         await db.close()
+
+
+async def test_refused_asks_are_told_to_come_back_one_token_apart(database_url: str) -> None:
+    (db,) = await _open(database_url, 1)
+    try:
+        async with rate_buckets.single_statements(db) as conn:
+            first = await rate_buckets.take(conn, "cfg", want=25, per_second=10, capacity=10)
+            second = await rate_buckets.take(conn, "cfg", want=5, per_second=10, capacity=10)
+    finally:
+        await db.close()
+    assert first.granted == 10 and len(first.retry_in()) == 15
+    waits = first.retry_in()
+    assert [round(b - a, 6) for a, b in itertools.pairwise(waits)] == [0.1] * 14
+    assert waits[0] == pytest.approx(0.1, abs=0.01)
+    # The next refused ones line up after those: none is told a time already given out.
+    assert second.granted == 0
+    later = second.retry_in()
+    since = (second.now - first.now).total_seconds()
+    assert since + later[0] == pytest.approx(waits[-1] + 0.1, abs=1e-3)
+    assert later == sorted(later) and len(later) == 5

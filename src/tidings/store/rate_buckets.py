@@ -11,6 +11,10 @@ connections to one file stay exact too.
 A bucket holds at most ``capacity`` tokens (the limiter uses one second's worth) and gains
 ``per_second`` tokens a second. ``refilled_at`` never moves back, so a statement that waited
 on the lock behind a later one counts no refill twice.
+
+Refused asks are not queued, only told when to ask again: one token apart, after the ones
+already told (``backlog_until``), so that a burst of a thousand sends comes back spread over
+the time the rate needs, not all at once to be refused again.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,19 +36,35 @@ from tidings.store.tables import rate_buckets
 _CAS_TRIES = 50
 
 
+def _seconds(amount: Any) -> Any:
+    """An interval of ``amount`` (an SQL expression) seconds, on PostgreSQL."""
+    return sa.func.make_interval(0, 0, 0, 0, 0, 0, amount, type_=sa.Interval)
+
+
 @dataclass(frozen=True, slots=True)
 class Taken:
-    """What one reservation got: ``granted`` tokens (0 while paused), the tokens left, the
-    pause in force if any, and the database's time of the reservation."""
+    """What one reservation of ``want`` tokens got: ``granted`` (0 while paused), the
+    tokens left, the pause in force if any, the database's time of the reservation, and
+    when each refused one may ask again (``retry_in``, seconds, in the order they asked)."""
 
+    want: int
     granted: int
     tokens: float
     paused_until: datetime | None
     now: datetime
+    backlog_until: datetime | None
+    per_second: float
 
     @property
     def paused(self) -> bool:
         return self.paused_until is not None and self.paused_until > self.now
+
+    def retry_in(self) -> list[float]:
+        refused = self.want - self.granted
+        if self.paused or refused <= 0 or self.backlog_until is None:
+            return []
+        first = (self.backlog_until - self.now).total_seconds() - refused / self.per_second
+        return [max(first + (n + 1) / self.per_second, 0.001) for n in range(refused)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,29 +140,45 @@ async def _take_postgresql(
     available = sa.func.least(
         sa.literal(capacity, sa.Float), b.tokens + elapsed * sa.literal(per_second, sa.Float)
     )
+    paused = b.paused_until > now
     granted = sa.case(
-        (b.paused_until > now, sa.literal(0.0, sa.Float)),
+        (paused, sa.literal(0.0, sa.Float)),
         else_=sa.func.least(sa.literal(float(want), sa.Float), sa.func.floor(available)),
+    )
+    left = available - granted
+    refused = sa.literal(float(want), sa.Float) - granted
+    # The first refused one may ask when the tokens left have grown to one, or after the
+    # ones told before it; each next one a token later.
+    start = sa.func.greatest(
+        sa.func.coalesce(b.backlog_until, now), now - _seconds(left / per_second)
+    )
+    backlog = sa.case(
+        (sa.or_(paused, refused <= 0), b.backlog_until),
+        else_=start + _seconds(refused / per_second),
     )
     row = (
         await conn.execute(
             rate_buckets.update()
             .where(b.key == key)
             .values(
-                tokens=available - granted,
+                tokens=left,
                 taken=granted,
                 refilled_at=sa.func.greatest(b.refilled_at, now),
+                backlog_until=backlog,
             )
-            .returning(b.taken, b.tokens, b.paused_until, now.label("now"))
+            .returning(b.taken, b.tokens, b.paused_until, b.backlog_until, now.label("now"))
         )
     ).first()
     if row is None:
         return None
     return Taken(
+        want=want,
         granted=int(row.taken),
         tokens=float(row.tokens),
         paused_until=row.paused_until,
         now=row.now,
+        backlog_until=row.backlog_until,
+        per_second=per_second,
     )
 
 
@@ -153,7 +189,9 @@ async def _take_sqlite(
     for _ in range(_CAS_TRIES):
         row = (
             await conn.execute(
-                sa.select(b.tokens, b.refilled_at, b.paused_until).where(b.key == key)
+                sa.select(b.tokens, b.refilled_at, b.paused_until, b.backlog_until).where(
+                    b.key == key
+                )
             )
         ).first()
         if row is None:
@@ -163,17 +201,23 @@ async def _take_sqlite(
         available = min(capacity, row.tokens + elapsed * per_second)
         paused = row.paused_until is not None and row.paused_until > now
         granted = 0 if paused else min(want, math.floor(available))
+        left, refused = available - granted, want - granted
+        backlog: datetime | None = row.backlog_until
+        if not paused and refused > 0:
+            start = max(backlog or now, now - timedelta(seconds=left / per_second))
+            backlog = start + timedelta(seconds=refused / per_second)
         written = await conn.execute(
             rate_buckets.update()
             .where(b.key == key, b.tokens == row.tokens, b.refilled_at == row.refilled_at)
             .values(
-                tokens=available - granted,
+                tokens=left,
                 taken=float(granted),
                 refilled_at=max(now, row.refilled_at),
+                backlog_until=backlog,
             )
         )
         if written.rowcount == 1:
-            return Taken(granted, available - granted, row.paused_until, now)
+            return Taken(want, granted, left, row.paused_until, now, backlog, per_second)
     raise RuntimeError(f"rate bucket {key!r}: too much contention on SQLite")
 
 

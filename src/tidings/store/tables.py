@@ -80,6 +80,9 @@ rate_buckets = sa.Table(
     # How many tokens the latest reservation took: RETURNING sees only the new row, and
     # the grant is computed from the old one in the same UPDATE.
     sa.Column("taken", sa.Float, nullable=False, server_default="0"),
+    # Refused sends are told to come back one token apart after this time, then it moves on:
+    # a burst is spread over the time it needs instead of all asking again at once.
+    sa.Column("backlog_until", TS, nullable=True),
 )
 
 providers = sa.Table(

@@ -87,6 +87,8 @@ class LocalLimiter:
     def __init__(self) -> None:
         # key -> (tokens, last refill on the monotonic clock)
         self._buckets: dict[str, tuple[float, float]] = {}
+        # key -> the latest time a refused send was told to come back (monotonic clock)
+        self._backlog: dict[str, float] = {}
         self._pauses: dict[str, datetime] = {}
 
     async def reserve(self, key: str, limit: Mapping[str, Any] | None) -> Reservation:
@@ -107,7 +109,10 @@ class LocalLimiter:
             self._buckets[key] = (tokens - 1.0, now_m)
             return GO
         self._buckets[key] = (tokens, now_m)
-        return Reservation(wait_s=(1.0 - tokens) / rate)
+        # One token after the refused sends told before it (as the shared limiter does).
+        slot = max(self._backlog.get(key, now_m), now_m - tokens / rate) + 1.0 / rate
+        self._backlog[key] = slot
+        return Reservation(wait_s=slot - now_m)
 
     async def pause(self, key: str, until: datetime) -> datetime:
         current = self._pauses.get(key)
@@ -192,8 +197,5 @@ class SharedLimiter:
             )
         if taken.paused and taken.paused_until is not None:
             return [_paused(taken.paused_until, taken.now) for _ in range(want)]
-        answers = [GO] * taken.granted
-        # The refused ones come back one token apart, in the order they asked.
-        for n in range(want - taken.granted):
-            answers.append(Reservation(wait_s=(n + 1 - taken.tokens) / rate))
-        return answers
+        # The refused ones come back one token apart, after those told before them.
+        return [GO] * taken.granted + [Reservation(wait_s=w) for w in taken.retry_in()]

@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("refilled_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("paused_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("taken", sa.Float(), server_default="0", nullable=False),
+        sa.Column("backlog_until", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_rate_buckets")),
     )
     if op.get_bind().dialect.name == "postgresql":
