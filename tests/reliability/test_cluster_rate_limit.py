@@ -92,6 +92,10 @@ class Process:
             raise AssertionError(f"{self.name} exited:\n{self.output()[-4000:]}")
         return True
 
+    def started(self) -> bool:
+        """A worker's dispatcher is running (it logs so before its first claim)."""
+        return self.alive() and "dispatcher started" in self.output()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -158,11 +162,7 @@ class Cluster:
         wait_until(lambda: api.alive() and _answers(f"{self.api_url}/health"), 60, "tidings serve")
         for n in range(WORKERS):
             worker = self._run(f"worker{n}", ["worker"], tidings_env)
-            wait_until(
-                lambda w=worker: w.alive() and "dispatcher started" in w.output(),  # type: ignore[misc]
-                60,
-                f"worker {n}",
-            )
+            wait_until(worker.started, 60, f"worker {n}")
 
     def _run(self, name: str, args: list[str], env: dict[str, str]) -> Process:
         process = Process(name, args, self.workdir, env)
