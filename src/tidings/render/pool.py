@@ -299,6 +299,7 @@ class RenderPool:
         self._idle: collections.deque[_Worker] = collections.deque()
         self._waiters: collections.deque[asyncio.Future[_Worker]] = collections.deque()
         self._workers: set[_Worker] = set()  # ready, idle or busy
+        self._busy: set[_Worker] = set()
         self._launched: dict[BaseProcess, asyncio.Future[int | None] | None] = {}
         self._keepers: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()
@@ -386,6 +387,7 @@ class RenderPool:
         await self.start()
         request = pickle.dumps((function, args), protocol=pickle.HIGHEST_PROTOCOL)
         worker = await self._acquire()
+        self._busy.add(worker)
         keep = False
         try:
             try:
@@ -415,6 +417,7 @@ class RenderPool:
                 raise value
             raise RenderFailure(f"could not be rendered: {value}")
         finally:
+            self._busy.discard(worker)
             if keep:
                 self._release(worker)
             else:
@@ -439,8 +442,12 @@ class RenderPool:
     # -- workers --------------------------------------------------------------------------
 
     def worker_pids(self) -> list[int]:
-        """The process ids of the ready workers (for tests)."""
+        """The process ids of the ready workers, idle or busy (for tests)."""
         return sorted(w.pid for w in self._workers if w.pid is not None)
+
+    def busy_pids(self) -> list[int]:
+        """The process ids of the workers rendering right now (for tests)."""
+        return sorted(w.pid for w in self._busy if w.pid is not None)
 
     async def _acquire(self) -> _Worker:
         while self._idle:
