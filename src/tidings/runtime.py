@@ -49,6 +49,9 @@ def render_pool_config(settings: Settings) -> PoolConfig:
         ),
         # Imported once by the fork server, so that each worker starts with it imported.
         preload=("tidings.workers.compose",),
+        # A message waiting for a worker goes back to the queue before its lease runs out
+        # (another dispatcher would take it over and send it a second time).
+        max_wait_s=settings.lease_s / 2,
     )
 
 

@@ -17,6 +17,7 @@ import pytest
 from tests.render.workload import sleep_and_return
 from tidings.render.errors import RenderError
 from tidings.render.pool import (
+    PoolBusy,
     PoolClosed,
     PoolConfig,
     RenderCrashed,
@@ -163,6 +164,25 @@ async def test_renders_wait_for_a_worker_in_arrival_order() -> None:
 
         await asyncio.gather(*(one(i) for i in range(20)))
         assert finished == list(range(20))
+    finally:
+        await pool.close()
+
+
+async def test_a_render_that_cannot_get_a_worker_in_time_is_told_to_come_back() -> None:
+    pool = RenderPool(
+        PoolConfig(
+            size=1, timeout_s=30, memory_mb=64, max_wait_s=0.3, preload=("tests.render.workload",)
+        )
+    )
+    try:
+        await asyncio.wait_for(pool.wait_ready(), 60)
+        long = asyncio.create_task(pool.run(sleep_and_return, 3, 1))
+        await until(lambda: len(pool.busy_pids()) == 1)
+        with pytest.raises(PoolBusy, match=r"no render worker was free for 0\.3 s"):
+            await pool.run(sleep_and_return, 0, 2)
+        assert await long == 1
+        assert await pool.run(sleep_and_return, 0, 3) == 3
+        assert pool.counts["busy"] == 1 and pool.counts["replaced"] == 0
     finally:
         await pool.close()
 

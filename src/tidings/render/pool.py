@@ -13,9 +13,9 @@ message at a time, and what happens when a render overruns:
   killer) fails that render with :class:`RenderCrashed`.
 
 These subclass :class:`RenderFailure`: the message's own template is at fault, and no
-other render is affected. :class:`PoolClosed` and :class:`WorkerStopped` are not the
-message's fault (shutdown; a child stopped from outside): the render should be tried
-again later.
+other render is affected. :class:`PoolClosed`, :class:`PoolBusy` and
+:class:`WorkerStopped` are not the message's fault (shutdown; no worker free for
+``max_wait_s``; a child stopped from outside): the render should be tried again later.
 
 Children come from multiprocessing's ``forkserver`` context: they fork from a small
 single-threaded server process that has the render modules imported, never from this
@@ -97,6 +97,11 @@ class PoolClosed(RuntimeError):
     """The pool is shutting down: the render was not judged, try it again later."""
 
 
+class PoolBusy(RuntimeError):
+    """No worker was free within ``max_wait_s``: not the template's fault, try again later
+    (the caller's lease on the message must not run out while it waits)."""
+
+
 class WorkerStopped(RuntimeError):
     """The worker was stopped from outside (SIGTERM) mid-render: not the template's fault."""
 
@@ -111,6 +116,7 @@ class PoolConfig:
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     preload: tuple[str, ...] = ()
     start_timeout_s: float = 60.0
+    max_wait_s: float | None = None  # for a free worker; None: as long as it takes
 
 
 def default_size() -> int:
@@ -379,8 +385,8 @@ class RenderPool:
         ``function`` must be importable by name (a module-level function). Raises what it
         raises (a :class:`~tidings.domain.errors.ValidationError` as is; anything else as
         :class:`RenderFailure`), a :class:`RenderFailure` subclass when the render
-        overran a budget or killed its worker, and :class:`PoolClosed` or
-        :class:`WorkerStopped` when it should be tried again later.
+        overran a budget or killed its worker, and :class:`PoolClosed`, :class:`PoolBusy`
+        or :class:`WorkerStopped` when it should be tried again later.
         """
         if self._closed:
             raise PoolClosed("the render pool is shut down")
@@ -450,6 +456,8 @@ class RenderPool:
         return sorted(w.pid for w in self._busy if w.pid is not None)
 
     async def _acquire(self) -> _Worker:
+        """A free worker, to renders in arrival order (:class:`PoolBusy` after
+        ``max_wait_s``)."""
         while self._idle:
             worker = self._idle.popleft()
             if not worker.exited.done():
@@ -457,13 +465,19 @@ class RenderPool:
         waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            return await waiter
-        except asyncio.CancelledError:
+            async with asyncio.timeout(self.config.max_wait_s):
+                return await waiter
+        except BaseException as error:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._release(waiter.result())  # handed a worker just as we were cancelled
+                self._release(waiter.result())  # handed a worker just as we gave up
             else:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
+            if isinstance(error, TimeoutError):
+                self.counts["busy"] += 1
+                raise PoolBusy(
+                    f"no render worker was free for {self.config.max_wait_s:g} s"
+                ) from None
             raise
 
     def _release(self, worker: _Worker) -> None:
@@ -614,6 +628,7 @@ def _describe_exit(code: int | None) -> str:
 
 
 __all__ = [
+    "PoolBusy",
     "PoolClosed",
     "PoolConfig",
     "RenderCrashed",
