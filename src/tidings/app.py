@@ -199,6 +199,7 @@ def create_app(
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if run_workers:
+            await rt.render_pool.start()
             dispatcher = Dispatcher(rt, client)
             tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
             tasks.append(asyncio.create_task(Poller(rt, client).run(stop), name="poller"))
@@ -210,6 +211,7 @@ def create_app(
             rt.wake()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            await rt.render_pool.close()
             await client.close()
             if rt.sandbox_mode:
                 await sandbox_holder["sandbox"].stop()

@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     lease_s: float = Field(default=60.0, gt=0)
     send_timeout_s: float = Field(default=30.0, gt=0)
     render_timeout_s: float = Field(
-        default=10.0, gt=0, description="A message whose template renders longer fails."
+        default=10.0,
+        gt=0,
+        description="A message whose template renders longer fails (its worker is replaced).",
     )
     retry_base_s: float = Field(default=2.0, gt=0, description="First retry backoff.")
     retry_max_s: float = Field(default=3600.0, gt=0, description="Longest retry backoff.")
@@ -88,6 +90,25 @@ class Settings(BaseSettings):
     dns_server: str | None = Field(
         default=None,
         description="DNS server the doctor asks, host[:port]; unset: the system's resolvers.",
+    )
+    # Render pool: user templates render in worker processes with budgets (render/pool.py).
+    render_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Render worker processes; unset: the number of CPUs, at least 2.",
+    )
+    render_memory_mb: int = Field(
+        default=256,
+        ge=16,
+        description="Memory one render may use beyond its worker's own; over it, the "
+        "message fails and the worker is replaced.",
+    )
+    render_max_loop_iterations: int = Field(
+        default=100_000, ge=1, description="Loop iterations one template may run."
+    )
+    render_max_output_chars: int = Field(
+        default=2_000_000, ge=1000, description="Characters one template may produce."
     )
 
     mailgun_api_key: SecretStr | None = Field(default=None, validation_alias="MAILGUN_API_KEY")

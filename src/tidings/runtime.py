@@ -10,6 +10,8 @@ from fastapi import Request
 from tidings.api.auth import KeyRing
 from tidings.config import Settings
 from tidings.metrics import Metrics
+from tidings.render.pool import PoolConfig, RenderPool, default_size
+from tidings.render.templating import SandboxLimits
 from tidings.store.database import Database
 
 
@@ -25,9 +27,32 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     sandbox_mode: bool = False
     public_url: str = "http://127.0.0.1:8000"
+    # Worker processes that render user templates; started by the wiring that runs the
+    # dispatcher (none for an API-only process), closed at shutdown.
+    render_pool: RenderPool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.render_pool = RenderPool(render_pool_config(self.settings))
 
     def wake(self) -> None:
         self.wakeup.set()
+
+
+def render_pool_config(settings: Settings) -> PoolConfig:
+    return PoolConfig(
+        size=settings.render_workers or default_size(),
+        timeout_s=settings.render_timeout_s,
+        memory_mb=settings.render_memory_mb,
+        limits=SandboxLimits(
+            max_output=settings.render_max_output_chars,
+            max_loop_iterations=settings.render_max_loop_iterations,
+        ),
+        # Imported once by the fork server, so that each worker starts with it imported.
+        preload=("tidings.workers.compose",),
+        # A message waiting for a worker goes back to the queue before its lease runs out
+        # (another dispatcher would take it over and send it a second time).
+        max_wait_s=settings.lease_s / 2,
+    )
 
 
 def runtime(request: Request) -> Runtime:

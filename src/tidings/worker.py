@@ -32,10 +32,12 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await rt.render_pool.start()
     try:
         await asyncio.gather(
             Dispatcher(rt, client).run(stop), Poller(rt, client).run(stop), Notifier(rt).run(stop)
         )
     finally:
+        await rt.render_pool.close()
         await client.close()
         await db.close()

@@ -7,14 +7,18 @@ from typing import Any
 import pytest
 
 from tidings.render.templating import (
+    MAX_LOOP_ITERATIONS,
     MAX_OUTPUT,
     RenderContext,
     RenderError,
+    SandboxLimits,
     check_condition,
     check_template,
+    current_limits,
     evaluate_condition,
     render_context_template,
     render_template,
+    set_limits,
 )
 
 CONTEXT = RenderContext(
@@ -110,9 +114,79 @@ def test_growth_is_refused(source: str) -> None:
 
 
 def test_output_is_capped() -> None:
-    source = "{% for a in range(100000) %}{% for b in range(100) %}xxxxx{% endfor %}{% endfor %}"
+    source = "{% for a in range(1000) %}{{ 'x' * 100000 }}{% endfor %}"
     with pytest.raises(RenderError, match=f"more than {MAX_OUTPUT} characters"):
         text(source)
+
+
+LOOP_BOMBS = [
+    "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+    # ``loop.index`` makes Jinja use its LoopContext; ``if`` a filtered loop.
+    "{% for a in range(100000) %}{% for b in range(100000) if b %}{{ loop.index if 0 }}"
+    "{% endfor %}{% endfor %}",
+    # A recursive loop's inner iterations happen in ``loop(...)``, not in the for statement.
+    "{% for x in [0] recursive %}{% if loop.depth < 3 %}{{ loop(range(1000)) }}{% endif %}"
+    "{% endfor %}",
+]
+
+
+@pytest.mark.parametrize("source", LOOP_BOMBS)
+def test_loops_are_counted(source: str) -> None:
+    message = f"loops ran more than {MAX_LOOP_ITERATIONS} times"
+    with pytest.raises(RenderError, match=message):
+        text(source)
+
+
+def test_loops_within_the_budget_work_as_before() -> None:
+    source = (
+        "{% for x in items %}{{ x }}/{{ loop.length }} {% endfor %}"
+        "{% for x in items if x > 1 %}{{ x }}{% else %}none{% endfor %} "
+        "{% for x in missing %}x{% else %}empty{% endfor %} "
+        "{% for k, v in {'a': 1}.items() %}{{ k }}={{ v }}{% endfor %}"
+    )
+    assert text(source) == "1/3 2/3 3/3 23 empty a=1"
+    assert text("{% for a in range(300) %}{% for b in range(300) %}{% endfor %}{% endfor %}ok")
+
+
+def test_the_budget_is_per_render() -> None:
+    loop = "{% for a in range(300) %}{% for b in range(300) %}{% endfor %}{% endfor %}ok"
+    for _ in range(3):  # 90,300 iterations each: together over the budget
+        assert text(loop) == "ok"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+        "{% endfor %}",
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}"
+        "{% endfor %}",
+        "{% set ns = namespace(s=[1]) %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}"
+        "{% endfor %}",
+    ],
+)
+def test_doubling_a_value_is_refused(source: str) -> None:
+    with pytest.raises(RenderError, match=f"values longer than {MAX_OUTPUT} are not allowed"):
+        text(source)
+
+
+def test_concatenation_still_works() -> None:
+    assert text("{{ name ~ '!' }} {{ name + '?' }} {{ [1] + [2] }} {{ 1 + 2 }}") == (
+        "Jane! Jane? [1, 2] 3"
+    )
+
+
+def test_limits_can_be_set() -> None:
+    before = current_limits()
+    set_limits(SandboxLimits(max_output=1000, max_loop_iterations=10))
+    try:
+        assert text("{% for a in range(10) %}.{% endfor %}") == ".........."
+        with pytest.raises(RenderError, match="loops ran more than 10 times"):
+            text("{% for a in range(11) %}.{% endfor %}")
+        with pytest.raises(RenderError, match="more than 1000 characters"):
+            text("{{ 'x' * 600 }}{{ 'y' * 600 }}")
+    finally:
+        set_limits(before)
 
 
 def test_lipsum_is_gone() -> None:

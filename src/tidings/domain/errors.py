@@ -19,6 +19,11 @@ class ValidationError(ValueError):
         self.path = path
         self.message = message
 
+    def __reduce__(self) -> tuple[type[ValidationError], tuple[str, str]]:
+        # Pickled as its two parts (the default would pass the joined sentence to
+        # ``__init__``), so that a render worker process can hand it back intact.
+        return (type(self), (self.path, self.message))
+
 
 def key_path(parent: str, key: str) -> str:
     """The path of ``key`` inside the object at ``parent``."""

@@ -34,6 +34,7 @@ from tidings.providers.mailgun.lookup import find_sent
 from tidings.providers.mailgun.payload import build_request, redact
 from tidings.render.email import RenderedEmail
 from tidings.render.errors import RenderError
+from tidings.render.pool import RenderFailure
 from tidings.runtime import Runtime
 from tidings.store import facts as facts_codec
 from tidings.store import messages as store
@@ -254,23 +255,11 @@ class Dispatcher:
             rendered = RenderedEmail(**row.rendered)
         else:
             try:
-                # Off the event loop, and bounded: a template that loops for long must not
-                # stall every other send and the API of this process.
-                rendered = await asyncio.wait_for(
-                    asyncio.to_thread(compose.render, payload, resolved),
-                    timeout=self.settings.render_timeout_s,
-                )
-            except (RenderError, ValidationError) as exc:
+                # In a worker process with a time and a memory budget (render/pool.py): a
+                # runaway template fails its own message, and its worker is replaced.
+                rendered = await self.rt.render_pool.run(compose.render, payload, resolved)
+            except (RenderError, ValidationError, RenderFailure) as exc:
                 await self._fail(row, Reason.FAILED, f"rendering failed: {exc}", pending=pending)
-                return
-            except TimeoutError:
-                await self._fail(
-                    row,
-                    Reason.FAILED,
-                    f"rendering failed: the template took longer than "
-                    f"{self.settings.render_timeout_s:g} s (TIDINGS_RENDER_TIMEOUT_S)",
-                    pending=pending,
-                )
                 return
             updates["rendered"] = rendered.as_dict()
             pending.append(
