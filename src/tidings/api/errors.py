@@ -12,9 +12,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings.errors import TidingsError
+from tidings.store.errors import Fault
 
 _TYPES = {
     400: "invalid_request_error",
@@ -37,6 +40,30 @@ def error_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(error_body(status, message), status_code=status, headers=headers)
+
+
+# What a client is told, and how long to wait, when the database cannot take the request.
+_FAULTS: dict[Fault, tuple[str, int]] = {
+    Fault.UNAVAILABLE: (
+        "The database is unavailable right now; nothing was stored. Try again shortly.",
+        5,
+    ),
+    Fault.FULL: (
+        "The database is out of disk space; nothing was stored. Try again later.",
+        30,
+    ),
+    Fault.READ_ONLY: (
+        "The database is read-only (a standby, or a read-only file); nothing was stored. "
+        "Try again later.",
+        30,
+    ),
+}
+
+
+def fault_response(fault: Fault) -> JSONResponse:
+    """503 with ``Retry-After``: the request was fine, the database could not take it."""
+    message, retry_after = _FAULTS[fault]
+    return error_response(503, message, headers={"Retry-After": str(retry_after)})
 
 
 def field_path(loc: Sequence[int | str]) -> str:
@@ -73,6 +100,84 @@ def describe_validation(errors: Sequence[Any]) -> str:
         if text not in seen:
             seen.append(text)
     return "; ".join(seen[:5]) or "invalid request"
+
+
+class ErrorBody(BaseModel):
+    """Courier's error body. ``request_id`` comes with a 500 only: quote it to the operator,
+    who finds the error in the log by it."""
+
+    message: str = Field(description="What was wrong, naming the field when there is one.")
+    type: str = Field(description="Courier's error type, e.g. invalid_request_error.")
+    request_id: str | None = Field(default=None, description="With a 500: its log line's id.")
+
+
+_DESCRIPTIONS = {
+    400: "Invalid request; the message names the field.",
+    401: "Missing or wrong API key.",
+    404: "No such resource.",
+    409: "Conflict (e.g. an Idempotency-Key reused with a different body).",
+    413: "Request body larger than this route's limit.",
+    429: "Too many failed attempts; retry after the Retry-After header.",
+    500: "Unforeseen error; logged with the request id given in the body.",
+    503: "The database is unavailable, full or read-only; retry after Retry-After.",
+}
+_ERROR_REF = "#/components/schemas/ErrorBody"
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer"},
+    }
+}
+
+
+def document(app: FastAPI, *, conflicts: Sequence[str] = ("/send", "/providers")) -> None:
+    """Declare in the OpenAPI schema the error answers each route can give, with
+    :class:`ErrorBody`: every route may answer 400 (the URL or a header), 500 and 503;
+    routes behind the API key 401 and 429; routes with a path parameter 404; routes that
+    take a body 413; ``conflicts`` 409."""
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        codes = {400, 500, 503}
+        if any(
+            getattr(dep.dependency, "__name__", "") == "require_api_key"
+            for dep in route.dependencies
+        ):
+            codes |= {401, 429}
+        if route.dependant.path_params:
+            codes.add(404)
+        methods = route.methods or set()
+        if methods & {"POST", "PUT", "PATCH"}:
+            codes.add(413)
+        in_conflicts = any(route.path == p or route.path.startswith(p + "/") for p in conflicts)
+        if in_conflicts and methods & {"POST", "PUT", "PATCH"}:
+            codes.add(409)
+        for code in sorted(codes):
+            entry: dict[str, Any] = {
+                "description": _DESCRIPTIONS[code],
+                "content": {"application/json": {"schema": {"$ref": _ERROR_REF}}},
+            }
+            if code in (429, 503):
+                entry["headers"] = _RETRY_AFTER
+            route.responses.setdefault(code, entry)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["ErrorBody"] = ErrorBody.model_json_schema()
+            # FastAPI documents a 422 for validation errors; Tidings answers them with 400.
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    if isinstance(operation, dict):
+                        operation.get("responses", {}).pop("422", None)
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install(app: FastAPI) -> None:
