@@ -12,7 +12,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -130,52 +129,48 @@ _RETRY_AFTER = {
 }
 
 
+def _error_codes(path: str, method: str, conflicts: Sequence[str]) -> list[int]:
+    codes = {400, 401, 429, 500, 503}  # every documented route is behind the API key
+    if "{" in path:
+        codes.add(404)
+    if method in ("post", "put", "patch"):
+        codes.add(413)
+        if any(path == p or path.startswith(p + "/") for p in conflicts):
+            codes.add(409)
+    return sorted(codes)
+
+
 def document(app: FastAPI, *, conflicts: Sequence[str] = ("/send", "/providers")) -> None:
     """Declare in the OpenAPI schema the error answers each route can give, with
-    :class:`ErrorBody`: every route may answer 400 (the URL or a header), 500 and 503;
-    routes behind the API key 401 and 429; routes with a path parameter 404; routes that
-    take a body 413; ``conflicts`` 409."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
-            continue
-        codes = {400, 500, 503}
-        if any(
-            getattr(dep.dependency, "__name__", "") == "require_api_key"
-            for dep in route.dependencies
-        ):
-            codes |= {401, 429}
-        if route.dependant.path_params:
-            codes.add(404)
-        methods = route.methods or set()
-        if methods & {"POST", "PUT", "PATCH"}:
-            codes.add(413)
-        in_conflicts = any(route.path == p or route.path.startswith(p + "/") for p in conflicts)
-        if in_conflicts and methods & {"POST", "PUT", "PATCH"}:
-            codes.add(409)
-        for code in sorted(codes):
-            entry: dict[str, Any] = {
-                "description": _DESCRIPTIONS[code],
-                "content": {"application/json": {"schema": {"$ref": _ERROR_REF}}},
-            }
-            if code in (429, 503):
-                entry["headers"] = _RETRY_AFTER
-            route.responses.setdefault(code, entry)
+    :class:`ErrorBody`: every route 400 (the URL, a header, the body), 401 and 429 (the API
+    key), 500 and 503 (the database); routes with a path parameter 404; routes that take a
+    body 413; ``conflicts`` 409. FastAPI's 422 is dropped: validation errors answer 400."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = generate()
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components["ErrorBody"] = ErrorBody.model_json_schema()
-            # FastAPI documents a 422 for validation errors; Tidings answers them with 400.
-            for operations in schema.get("paths", {}).values():
-                for operation in operations.values():
-                    if isinstance(operation, dict):
-                        operation.get("responses", {}).pop("422", None)
-            components.pop("HTTPValidationError", None)
-            components.pop("ValidationError", None)
-            app.openapi_schema = schema
-        return app.openapi_schema
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["ErrorBody"] = ErrorBody.model_json_schema()
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                if not isinstance(operation, dict):
+                    continue
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                for code in _error_codes(path, method, conflicts):
+                    entry: dict[str, Any] = {
+                        "description": _DESCRIPTIONS[code],
+                        "content": {"application/json": {"schema": {"$ref": _ERROR_REF}}},
+                    }
+                    if code in (429, 503):
+                        entry["headers"] = _RETRY_AFTER
+                    responses.setdefault(str(code), entry)
+        app.openapi_schema = schema
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 

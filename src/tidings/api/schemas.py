@@ -21,7 +21,7 @@ MAX_DURATION_MS = 10 * 366 * 24 * 3600 * 1000
 # What a stored time may be: after the epoch, before the year 9999 (Python's last).
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
-MAX_INT64 = 2**63 - 1  # a database integer (event ids, cursors)
+MAX_ID = 2**31 - 1  # ids and cursors are INTEGER columns (32 bits on PostgreSQL)
 Duration = Annotated[int, Field(ge=0, le=MAX_DURATION_MS)]
 _DURATION = TypeAdapter(timedelta)
 _DATETIME = TypeAdapter(datetime)

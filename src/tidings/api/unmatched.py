@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 
-from tidings.api.schemas import MAX_INT64
+from tidings.api.schemas import MAX_ID
 from tidings.runtime import Runtime, runtime
 from tidings.store.clock import to_ms
 from tidings.store.tables import unmatched_events
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/events", tags=["events"])
 async def list_unmatched(
     rt: Runtime = Depends(runtime),
     cursor: int | None = Query(
-        default=None, ge=0, le=MAX_INT64, description="Show events older than this id."
+        default=None, ge=0, le=MAX_ID, description="Show events older than this id."
     ),
     limit: int = Query(default=50, ge=1, le=500),
 ) -> dict[str, Any]:
