@@ -127,7 +127,12 @@ class BodyTooLarge(HTTPException):
     like any HTTP error (413, Courier's body)."""
 
     def __init__(self, limit: int, setting: str) -> None:
-        super().__init__(413, f"the request body is larger than {_size(limit)}, {setting}")
+        # Closing is the only way to stop a client that is still sending.
+        super().__init__(
+            413,
+            f"the request body is larger than {_size(limit)}, {setting}",
+            headers={"connection": "close"},
+        )
 
 
 def _size(n: int) -> str:
