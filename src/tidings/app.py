@@ -26,6 +26,7 @@ from tidings.api import suppressions as suppressions_api
 from tidings.api import unmatched as unmatched_api
 from tidings.api import webhooks as webhooks_api
 from tidings.api.auth import KeyRing, require_api_key
+from tidings.api.schemas import SendRequest
 from tidings.config import Settings
 from tidings.logging import register_provider_secrets, register_secret
 from tidings.providers.mailgun.client import MailgunClient, Timeouts
@@ -245,7 +246,7 @@ def create_app(
     async def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "sandbox": rt.sandbox_mode}
 
-    api_errors.document(app)
+    api_errors.document(app, models=[SendRequest])
     # Added last, so outermost: the request id and the JSON answer for anything unforeseen
     # wrap everything else, size limits included. The sandbox keeps Mailgun's own limits.
     app.add_middleware(guard.BodyGuard, limits=body_limits(settings))

@@ -367,3 +367,30 @@ def test_unforeseen_errors_are_json_500_with_a_request_id_in_the_log(
     assert "unhandled error" in text and "RuntimeError" in text
     assert faulty_server.SECRET not in text
     assert "****" + faulty_server.SECRET[-4:] in text
+
+
+def test_values_wider_than_their_columns_are_400_naming_the_field(
+    start_tidings: Callable[..., RunningTidings], backend: dict[str, Any]
+) -> None:
+    """PostgreSQL enforces column widths (SQLite does not): refused up front on both."""
+    server = start_tidings(run_workers=False, **backend)
+    wide = "x" * 300
+    with server.http() as http:
+        to = {"user_id": wide, "email": "jane@example.com"}
+        assert_refused(
+            http.post("/send", json={"message": {"to": to, "content": CONTENT}}),
+            400,
+            "message.to.user_id",
+        )
+        for field in ("trace_id", "event"):
+            answer = http.post("/send", json=message(metadata={field: wide}))
+            assert_refused(answer, 400, f"message.metadata.{field}")
+        assert_refused(http.put(f"/profiles/{wide}", json={"profile": {"a": 1}}), 400, "user_id")
+        for field in ("alias", "title"):
+            body = {
+                "provider": "mailgun",
+                field: wide,
+                "settings": {"api_key": "k" * 20, "domain": "mg.example.com"},
+            }
+            assert_refused(http.post("/providers", json=body), 400, field)
+        assert stored_messages(server) == 0

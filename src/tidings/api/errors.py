@@ -140,11 +140,17 @@ def _error_codes(path: str, method: str, conflicts: Sequence[str]) -> list[int]:
     return sorted(codes)
 
 
-def document(app: FastAPI, *, conflicts: Sequence[str] = ("/send", "/providers")) -> None:
+def document(
+    app: FastAPI,
+    *,
+    conflicts: Sequence[str] = ("/send", "/providers"),
+    models: Sequence[type[BaseModel]] = (),
+) -> None:
     """Declare in the OpenAPI schema the error answers each route can give, with
     :class:`ErrorBody`: every route 400 (the URL, a header, the body), 401 and 429 (the API
     key), 500 and 503 (the database); routes with a path parameter 404; routes that take a
-    body 413; ``conflicts`` 409. FastAPI's 422 is dropped: validation errors answer 400."""
+    body 413; ``conflicts`` 409. FastAPI's 422 is dropped: validation errors answer 400.
+    ``models`` are added to the components (bodies a route reads itself refer to them)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -152,7 +158,11 @@ def document(app: FastAPI, *, conflicts: Sequence[str] = ("/send", "/providers")
             return app.openapi_schema
         schema = generate()
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components["ErrorBody"] = ErrorBody.model_json_schema()
+        documented: list[type[BaseModel]] = [ErrorBody, *models]
+        for model in documented:
+            generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(generated.pop("$defs", {}))
+            components[model.__name__] = generated
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
         for path, operations in schema.get("paths", {}).items():

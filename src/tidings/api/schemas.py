@@ -134,9 +134,9 @@ class ChannelSpec(Lenient):
 
 
 class Metadata(Lenient):
-    event: str | None = None
+    event: str | None = Field(default=None, max_length=200)
     tags: list[str] | None = None
-    trace_id: str | None = None
+    trace_id: str | None = Field(default=None, max_length=200)
 
     @field_validator("tags")
     @classmethod
@@ -226,12 +226,12 @@ class ProfilePatch(BaseModel):
 
 class ProviderIn(Lenient):
     provider: str
-    alias: str | None = None
-    title: str | None = None
+    alias: str | None = Field(default=None, max_length=200)
+    title: str | None = Field(default=None, max_length=200)
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
 class ProviderPatchIn(Lenient):
-    alias: str | None = None
-    title: str | None = None
+    alias: str | None = Field(default=None, max_length=200)
+    title: str | None = Field(default=None, max_length=200)
     settings: dict[str, Any] | None = None

@@ -22,6 +22,7 @@ from tidings.api.schemas import (
     MailgunOverride,
     MessageIn,
     SendRequest,
+    SendResponse,
     duration_ms,
     parse_epoch_ms,
     parse_when,
@@ -152,7 +153,21 @@ def validate_message(msg: MessageIn) -> list[Recipient]:
     return recipients
 
 
-@router.post("/send", status_code=202)
+@router.post(
+    "/send",
+    status_code=202,
+    response_model=SendResponse,
+    # The body is read and validated here (its raw bytes are the idempotency hash), so
+    # FastAPI is only told what it looks like.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/SendRequest"}}
+            },
+        }
+    },
+)
 async def send(
     request: Request,
     rt: Runtime = Depends(runtime),
