@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI
 
 from tidings import __version__
 from tidings.api import errors as api_errors
+from tidings.api import guard
 from tidings.api import messages as messages_api
 from tidings.api import metrics as metrics_api
 from tidings.api import profiles as profiles_api
@@ -25,6 +26,7 @@ from tidings.api import suppressions as suppressions_api
 from tidings.api import unmatched as unmatched_api
 from tidings.api import webhooks as webhooks_api
 from tidings.api.auth import KeyRing, require_api_key
+from tidings.api.schemas import SendRequest
 from tidings.config import Settings
 from tidings.logging import register_provider_secrets, register_secret
 from tidings.providers.mailgun.client import MailgunClient, Timeouts
@@ -246,11 +248,32 @@ def create_app(
     async def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "sandbox": rt.sandbox_mode}
 
+    api_errors.document(app, models=[SendRequest])
+    # Added last, so outermost: the request id and the JSON answer for anything unforeseen
+    # wrap everything else, size limits included. The sandbox keeps Mailgun's own limits.
+    app.add_middleware(guard.BodyGuard, limits=body_limits(settings))
+    app.add_middleware(guard.RequestGuard)
+
     # Sandbox mode is decided before serving (it needs the database), see `build_app`.
     app.state.mount_sandbox = lambda webhook_url: _mount_sandbox(
         app, rt, sandbox_holder, webhook_url
     )
     return app
+
+
+def body_limits(settings: Settings) -> guard.BodyLimits:
+    return guard.BodyLimits(
+        default=settings.max_body_bytes,
+        by_prefix=(
+            ("/send", settings.max_send_body_bytes, "TIDINGS_MAX_SEND_BODY_BYTES"),
+            (
+                "/webhooks/mailgun",
+                settings.max_webhook_body_bytes,
+                "TIDINGS_MAX_WEBHOOK_BODY_BYTES",
+            ),
+        ),
+        exempt=("/sandbox",),
+    )
 
 
 def _mount_sandbox(app: FastAPI, rt: Runtime, holder: dict[str, Any], webhook_url: str) -> None:

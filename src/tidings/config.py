@@ -111,6 +111,19 @@ class Settings(BaseSettings):
         default=2_000_000, ge=1000, description="Characters one template may produce."
     )
 
+    # Request bodies (api/guard.py): larger ones are refused with 413 before they are read.
+    max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest request body, unless a route says more."
+    )
+    max_send_body_bytes: int = Field(
+        default=6 * 1024 * 1024,
+        gt=0,
+        description="Largest /send body (Courier's cap; attachments come base64-encoded).",
+    )
+    max_webhook_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest Mailgun webhook body."
+    )
+
     mailgun_api_key: SecretStr | None = Field(default=None, validation_alias="MAILGUN_API_KEY")
     mailgun_domain: str | None = Field(default=None, validation_alias="MAILGUN_DOMAIN")
     mailgun_host: str | None = Field(default=None, validation_alias="MAILGUN_HOST")

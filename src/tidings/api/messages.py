@@ -9,13 +9,14 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
+from tidings.api.schemas import parse_epoch_ms, parse_when
 from tidings.domain.status import HistoryType, with_canceled, with_enqueued
 from tidings.errors import BadRequest, NotFound
 from tidings.ids import new_id
 from tidings.runtime import Runtime, runtime
 from tidings.store import facts as facts_codec
 from tidings.store import messages as store
-from tidings.store.clock import from_ms, to_ms, utcnow
+from tidings.store.clock import to_ms, utcnow
 from tidings.store.details import message_details
 from tidings.store.status_feed import publish_new, set_facts
 from tidings.store.tables import messages as messages_table
@@ -78,9 +79,9 @@ async def list_messages(
     if enqueued_after:
         try:
             after = (
-                from_ms(int(enqueued_after))
+                parse_epoch_ms(enqueued_after, "enqueued_after")
                 if enqueued_after.isdigit()
-                else datetime.fromisoformat(enqueued_after.replace("Z", "+00:00"))
+                else parse_when(enqueued_after.replace(" ", "+"), "enqueued_after")
             )
         except ValueError:
             raise BadRequest("enqueued_after must be epoch milliseconds or ISO 8601") from None

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import jsonpatch
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from tidings.api.schemas import ProfileBody, ProfilePatch
+from tidings.domain.recipients import MAX_USER_ID
 from tidings.errors import BadRequest, NotFound
 from tidings.runtime import Runtime, runtime
 from tidings.store import profiles
 
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 
+# A profile's key, as wide as its column (and as a recipient's user_id may be).
+UserId = Annotated[str, Path(max_length=MAX_USER_ID)]
+
 
 @router.get("/{user_id}")
-async def get_profile(user_id: str, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+async def get_profile(user_id: UserId, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     async with rt.db.read() as conn:
         found = await profiles.get(conn, user_id)
     if found is None:
@@ -27,7 +31,7 @@ async def get_profile(user_id: str, rt: Runtime = Depends(runtime)) -> dict[str,
 
 @router.post("/{user_id}")
 async def merge_profile(
-    user_id: str, body: ProfileBody, rt: Runtime = Depends(runtime)
+    user_id: UserId, body: ProfileBody, rt: Runtime = Depends(runtime)
 ) -> dict[str, str]:
     """Merge into the stored profile; a key whose value is null is removed."""
     async with rt.db.write() as conn:
@@ -44,7 +48,7 @@ async def merge_profile(
 
 @router.put("/{user_id}")
 async def replace_profile(
-    user_id: str, body: ProfileBody, rt: Runtime = Depends(runtime)
+    user_id: UserId, body: ProfileBody, rt: Runtime = Depends(runtime)
 ) -> dict[str, str]:
     async with rt.db.write() as conn:
         await profiles.put(conn, user_id, {k: v for k, v in body.profile.items() if v is not None})
@@ -53,7 +57,7 @@ async def replace_profile(
 
 @router.patch("/{user_id}")
 async def patch_profile(
-    user_id: str, body: ProfilePatch, rt: Runtime = Depends(runtime)
+    user_id: UserId, body: ProfilePatch, rt: Runtime = Depends(runtime)
 ) -> dict[str, str]:
     """RFC 6902 operations; the profile is created if missing, as at Courier."""
     ops = [op.model_dump(by_alias=True, exclude_none=False) for op in body.patch]
@@ -76,7 +80,7 @@ async def patch_profile(
 
 
 @router.delete("/{user_id}", status_code=204)
-async def delete_profile(user_id: str, rt: Runtime = Depends(runtime)) -> Response:
+async def delete_profile(user_id: UserId, rt: Runtime = Depends(runtime)) -> Response:
     async with rt.db.write() as conn:
         await profiles.delete(conn, user_id)
     return Response(status_code=204)

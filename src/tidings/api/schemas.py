@@ -8,11 +8,63 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import ValidationError as PydanticValidationError
 
 MAX_TAGS = 3
+# Longer delays, timeouts and expiries are mistakes, and past a few thousand years they do
+# not fit in a date at all (OverflowError): ten years, in milliseconds.
+MAX_DURATION_MS = 10 * 366 * 24 * 3600 * 1000
+# What a stored time may be: after the epoch, before the year 9999 (Python's last).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+MAX_ID = 2**31 - 1  # ids and cursors are INTEGER columns (32 bits on PostgreSQL)
+Duration = Annotated[int, Field(ge=0, le=MAX_DURATION_MS)]
+_DURATION = TypeAdapter(timedelta)
+_DATETIME = TypeAdapter(datetime)
+
+
+def parse_when(value: str, path: str) -> datetime:
+    """An ISO 8601 date and time with a zone, within what can be stored, in UTC."""
+    try:
+        at = _DATETIME.validate_python(value)
+    except PydanticValidationError:
+        raise ValueError(f"{path} is not an ISO 8601 date and time") from None
+    if at.tzinfo is None:
+        raise ValueError(f"{path} needs a time zone (e.g. 2026-01-01T09:00:00Z)")
+    try:
+        at = at.astimezone(UTC)
+    except OverflowError:  # the zone pushes it off Python's calendar
+        raise ValueError(f"{path} must be between 1970 and 9999") from None
+    if not EARLIEST <= at < LATEST:
+        raise ValueError(f"{path} must be between 1970 and 9999")
+    return at
+
+
+def parse_epoch_ms(value: str, path: str) -> datetime:
+    """Epoch milliseconds (digits only), within what can be stored."""
+    ms = int(value) if value.isdigit() and len(value) <= 18 else None
+    if ms is None or ms >= int(LATEST.timestamp() * 1000):
+        raise ValueError(f"{path} must be epoch milliseconds before the year 9999")
+    return datetime.fromtimestamp(ms / 1000.0, UTC)
+
+
+def duration_ms(value: int | str) -> int:
+    """Milliseconds (a number or digits) or an ISO 8601 duration, at most ten years; the
+    ``ValueError`` says what is accepted."""
+    if isinstance(value, int) or value.isdigit():
+        ms = int(value) if len(str(value)) <= 18 else MAX_DURATION_MS + 1
+    else:
+        try:
+            ms = int(_DURATION.validate_python(value) / timedelta(milliseconds=1))
+        except (PydanticValidationError, OverflowError):
+            raise ValueError("must be milliseconds or an ISO 8601 duration") from None
+    if not 0 <= ms <= MAX_DURATION_MS:
+        raise ValueError(f"must be between 0 and {MAX_DURATION_MS} ms (ten years)")
+    return ms
 
 
 class Lenient(BaseModel):
@@ -82,9 +134,9 @@ class ChannelSpec(Lenient):
 
 
 class Metadata(Lenient):
-    event: str | None = None
+    event: str | None = Field(default=None, max_length=200)
     tags: list[str] | None = None
-    trace_id: str | None = None
+    trace_id: str | None = Field(default=None, max_length=200)
 
     @field_validator("tags")
     @classmethod
@@ -102,7 +154,7 @@ class Metadata(Lenient):
 
 
 class Delay(Lenient):
-    duration: int | None = Field(default=None, ge=0)
+    duration: Duration | None = None
     until: str | None = None
 
 
@@ -110,9 +162,20 @@ class Expiry(Lenient):
     expires_in: int | str | None = None
     expires_at: str | None = None
 
+    @field_validator("expires_in")
+    @classmethod
+    def _expires_in(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            duration_ms(value)
+        return value
+
 
 class Timeout(Lenient):
-    message: int | None = Field(default=None, gt=0)
+    message: Annotated[int, Field(gt=0, le=MAX_DURATION_MS)] | None = None
+    provider: Duration | None = None
+    escalation: Duration | None = None
+    channel: dict[str, Duration] | None = None
+    providers: dict[str, Duration] | None = None
 
 
 class MessageIn(Lenient):
@@ -163,12 +226,12 @@ class ProfilePatch(BaseModel):
 
 class ProviderIn(Lenient):
     provider: str
-    alias: str | None = None
-    title: str | None = None
+    alias: str | None = Field(default=None, max_length=200)
+    title: str | None = Field(default=None, max_length=200)
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
 class ProviderPatchIn(Lenient):
-    alias: str | None = None
-    title: str | None = None
+    alias: str | None = Field(default=None, max_length=200)
+    title: str | None = Field(default=None, max_length=200)
     settings: dict[str, Any] | None = None

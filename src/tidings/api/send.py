@@ -13,54 +13,60 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
-from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
 
 from tidings.api.errors import describe_validation, error_response
-from tidings.api.schemas import EmailOverride, MailgunOverride, MessageIn, SendRequest
+from tidings.api.schemas import (
+    EmailOverride,
+    MailgunOverride,
+    MessageIn,
+    SendRequest,
+    SendResponse,
+    duration_ms,
+    parse_epoch_ms,
+    parse_when,
+)
 from tidings.domain.content import parse_content
 from tidings.domain.errors import ValidationError
 from tidings.domain.recipients import Recipient, parse_recipients
 from tidings.domain.status import HistoryType, with_enqueued
-from tidings.errors import BadRequest, PayloadTooLarge
+from tidings.errors import BadRequest
 from tidings.ids import new_id
 from tidings.render.email import check_content
 from tidings.runtime import Runtime, runtime
 from tidings.store import facts as facts_codec
 from tidings.store import idempotency
 from tidings.store import messages as store
-from tidings.store.clock import from_ms, utcnow
+from tidings.store.clock import utcnow
 from tidings.store.database import Conn
 from tidings.store.status_feed import publish_new
 
 router = APIRouter(tags=["send"])
 
-MAX_BODY_BYTES = 6 * 1024 * 1024  # Courier's cap on a request body
 IDEMPOTENCY_MIN = timedelta(hours=24)
-_DURATION = TypeAdapter(timedelta)
-_DATETIME = TypeAdapter(datetime)
+MAX_IDEMPOTENCY_KEY = 255  # the column's width
 
 
 def _when(value: str, path: str) -> datetime:
     try:
-        at = _DATETIME.validate_python(value)
-    except PydanticValidationError:
-        raise BadRequest(f"{path} is not an ISO 8601 date and time") from None
-    if at.tzinfo is None:
-        raise BadRequest(f"{path} needs a time zone (e.g. 2026-01-01T09:00:00Z)")
-    return at
+        return parse_when(value, path)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _idempotency_expiry(header: str | None, now: datetime) -> datetime:
     if not header:
         return now + IDEMPOTENCY_MIN
+    value = header.strip()
     try:
-        at = from_ms(float(header)) if header.strip().isdigit() else _when(header, "")
-    except (BadRequest, ValueError, OverflowError):
-        raise BadRequest(
-            "x-idempotency-expiration must be epoch milliseconds or an ISO 8601 date"
-        ) from None
+        at = (
+            parse_epoch_ms(value, "x-idempotency-expiration")
+            if value.isdigit()
+            else parse_when(value, "x-idempotency-expiration")
+        )
+    except ValueError as exc:
+        raise BadRequest(f"{exc} (epoch milliseconds or an ISO 8601 date are accepted)") from None
     return max(at, now + IDEMPOTENCY_MIN)
 
 
@@ -75,22 +81,15 @@ def _not_before(msg: MessageIn, now: datetime) -> datetime:
 
 def _expires_at(msg: MessageIn, now: datetime, default_timeout_ms: int) -> datetime:
     """The moment after which Tidings stops trying: the earliest of ``expiry`` and
-    ``timeout.message`` (Courier's default 72 hours)."""
+    ``timeout.message`` (Courier's default 72 hours). Durations are bounded by the schema,
+    so the sums stay on the calendar."""
     timeout_ms = msg.timeout.message if msg.timeout and msg.timeout.message else default_timeout_ms
     limits = [now + timedelta(milliseconds=timeout_ms)]
     if msg.expiry and msg.expiry.expires_at:
         limits.append(_when(msg.expiry.expires_at, "message.expiry.expires_at"))
     if msg.expiry and msg.expiry.expires_in is not None:
-        raw = msg.expiry.expires_in
-        if isinstance(raw, int) or (isinstance(raw, str) and raw.isdigit()):
-            limits.append(now + timedelta(milliseconds=int(raw)))
-        else:
-            try:
-                limits.append(now + _DURATION.validate_python(raw))
-            except PydanticValidationError:
-                raise BadRequest(
-                    "message.expiry.expires_in must be milliseconds or an ISO 8601 duration"
-                ) from None
+        # Checked by the schema: at most ten years.
+        limits.append(now + timedelta(milliseconds=duration_ms(msg.expiry.expires_in)))
     return min(limits)
 
 
@@ -154,22 +153,38 @@ def validate_message(msg: MessageIn) -> list[Recipient]:
     return recipients
 
 
-@router.post("/send", status_code=202)
+@router.post(
+    "/send",
+    status_code=202,
+    response_model=SendResponse,
+    # The body is read and validated here (its raw bytes are the idempotency hash), so
+    # FastAPI is only told what it looks like.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/SendRequest"}}
+            },
+        }
+    },
+)
 async def send(
     request: Request,
     rt: Runtime = Depends(runtime),
     idempotency_key: str | None = Header(default=None),
     x_idempotency_expiration: str | None = Header(default=None),
 ) -> JSONResponse:
+    # Its size (TIDINGS_MAX_SEND_BODY_BYTES), depth and text were checked on the way in
+    # (tidings.api.guard), before it was read.
     raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES // (1024 * 1024)} MB")
     try:
         body = SendRequest.model_validate_json(raw or b"null")
     except PydanticValidationError as exc:
         raise BadRequest(describe_validation(exc.errors())) from None
     msg = body.message
     now = utcnow()
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
     request_hash = hashlib.sha256(raw).hexdigest()
     if idempotency_key:
         async with rt.db.read() as conn:

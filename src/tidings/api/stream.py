@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.sse import EventSourceResponse, format_sse_event
 
+from tidings.api.schemas import MAX_ID
 from tidings.errors import BadRequest, NotFound
 from tidings.runtime import Runtime, runtime
 from tidings.store import messages as messages_store
@@ -67,7 +68,7 @@ def resume_point(last_event_id_header: str | None, after: int | None) -> int | N
     wins over the ``after`` left in its URL), else ``?after=``, else None (start now)."""
     if last_event_id_header is not None and last_event_id_header.strip():
         value = last_event_id_header.strip()
-        if not value.isdigit():
+        if not value.isdigit() or int(value) > MAX_ID:
             raise BadRequest("Last-Event-ID must be an event id (a non-negative integer)")
         return int(value)
     return after
@@ -111,7 +112,9 @@ async def _tail(
 async def stream_all(
     request: Request,
     rt: Runtime = Depends(runtime),
-    after: int | None = Query(default=None, ge=0, description="Resume after this event id."),
+    after: int | None = Query(
+        default=None, ge=0, le=MAX_ID, description="Resume after this event id."
+    ),
     last_event_id_header: str | None = Header(default=None, alias="Last-Event-ID"),
 ) -> EventSourceResponse:
     """Every status change of every message, from now (or after the given event id)."""
@@ -127,7 +130,9 @@ async def stream_message(
     message_id: str,
     request: Request,
     rt: Runtime = Depends(runtime),
-    after: int | None = Query(default=None, ge=0, description="Resume after this event id."),
+    after: int | None = Query(
+        default=None, ge=0, le=MAX_ID, description="Resume after this event id."
+    ),
     last_event_id_header: str | None = Header(default=None, alias="Last-Event-ID"),
 ) -> EventSourceResponse:
     """One message: its current state first (unless resuming), then each change."""

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 
+from tidings.api.schemas import MAX_ID
 from tidings.runtime import Runtime, runtime
 from tidings.store.clock import to_ms
 from tidings.store.tables import unmatched_events
@@ -21,7 +22,9 @@ router = APIRouter(prefix="/events", tags=["events"])
 @router.get("/unmatched")
 async def list_unmatched(
     rt: Runtime = Depends(runtime),
-    cursor: int | None = Query(default=None, description="Show events older than this id."),
+    cursor: int | None = Query(
+        default=None, ge=0, le=MAX_ID, description="Show events older than this id."
+    ),
     limit: int = Query(default=50, ge=1, le=500),
 ) -> dict[str, Any]:
     query = sa.select(unmatched_events).order_by(unmatched_events.c.id.desc()).limit(limit + 1)

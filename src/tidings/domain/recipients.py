@@ -36,6 +36,8 @@ _KNOWN_KEYS = frozenset(
     }
 )
 _STRING_KEYS = ("user_id", "email", "phone_number", "list_id", "locale", "tenant_id")
+# A user id is a stored key (the profile's, the message's recipient): at most this long.
+MAX_USER_ID = 256
 
 # Printable ASCII without the characters that need quoting in a local part.
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}")
@@ -97,6 +99,9 @@ def parse_recipient(value: Any, path: str) -> Recipient:
         # An empty string names no one; treat it as absent rather than as an address.
         strings[key] = (item.strip() or None) if isinstance(item, str) else None
 
+    user_id = strings["user_id"]
+    if user_id is not None and len(user_id) > MAX_USER_ID:
+        raise RecipientError(key_path(path, "user_id"), f"must be at most {MAX_USER_ID} characters")
     email = strings["email"]
     if email is not None and not is_valid_email(email):
         raise RecipientError(key_path(path, "email"), "is not a valid email address")

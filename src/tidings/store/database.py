@@ -16,10 +16,11 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import CursorResult, Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.base import Executable
 
 from tidings.store import migrate
+from tidings.store.errors import DatabaseUnavailable
 from tidings.store.sqlite_backend import BufferedResult, SqliteBackend, sqlite_pragmas
 
 T = TypeVar("T")
@@ -116,9 +117,23 @@ class Database:
             await self._sqlite.run_sync(migrate.upgrade_connection)
 
     @contextlib.asynccontextmanager
+    async def _pg(self, *, begin: bool) -> AsyncIterator[AsyncConnection]:
+        """A pooled PostgreSQL connection (in a transaction with ``begin``). A refused or
+        timed-out connect surfaces from asyncpg as a bare ``OSError``/``TimeoutError``; it is
+        named here, where it can only mean the database is out of reach."""
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                conn = await stack.enter_async_context(
+                    self.engine.begin() if begin else self.engine.connect()
+                )
+            except (OSError, TimeoutError) as exc:
+                raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
+            yield conn
+
+    @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Conn]:
         if self._sqlite is None:
-            async with self.engine.connect() as conn:
+            async with self._pg(begin=False) as conn:
                 yield conn
             return
         reader, session = self._sqlite.read_session()
@@ -131,7 +146,7 @@ class Database:
     async def write(self) -> AsyncIterator[Conn]:
         """A transaction that commits on success and rolls back on error."""
         if self._sqlite is None or self._write_lock is None:
-            async with self.engine.begin() as conn:
+            async with self._pg(begin=True) as conn:
                 yield conn
             return
         async with self._write_lock:
