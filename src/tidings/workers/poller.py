@@ -69,7 +69,7 @@ from tidings.runtime import Runtime
 from tidings.store import poll_cursors, providers
 from tidings.store.clock import utcnow
 from tidings.store.events import record_event
-from tidings.workers.supervise import Episode, bounded, supervise, wait_or_stop
+from tidings.workers.supervise import Episode, Supervised, bounded, wait_or_stop
 
 log = structlog.get_logger("tidings.poller")
 
@@ -170,6 +170,7 @@ class Poller:
         self.settings = rt.settings
         self._states: dict[str, _State] = {}
         self.owner = new_id("pol_")
+        self._supervised: Supervised | None = None  # while run() runs
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -183,10 +184,11 @@ class Poller:
         # A healthy tick reads the database, then may page through Mailgun's events (each
         # request bounded by the client's timeouts), then waits at most one interval.
         cadence = 2 * settings.poll_interval_s + settings.send_timeout_s + 10
+        self._supervised = Supervised(
+            self.rt, "poller", cadence_s=cadence, what="polling (the database)"
+        )
         try:
-            await supervise(
-                self.rt, "poller", step, stop, cadence_s=cadence, what="polling (the database)"
-            )
+            await self._supervised.run(step, stop)
         finally:
 
             async def release() -> None:
@@ -202,6 +204,9 @@ class Poller:
         within one interval (the check is a database query, not a request to Mailgun)."""
         async with self.rt.db.read() as conn:
             groups = group_providers(await providers.list_all(conn))
+        if self._supervised is not None:
+            # The database answers: say so now, not after a long first cycle of events.
+            self._supervised.ok()
         seen = {group.key for group in groups}
         for key in [k for k in self._states if k not in seen]:
             del self._states[key]  # a configuration was removed
