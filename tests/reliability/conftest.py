@@ -190,7 +190,8 @@ class Cluster:
             TIDINGS_DATABASE_URL=self.database_url,
             TIDINGS_API_KEY=API_KEY,
             TIDINGS_SANDBOX="false",
-            TIDINGS_LOG_LEVEL=os.environ.get("RELI_LOG_LEVEL", "info"),
+            # RELIABILITY_LOG_LEVEL=debug shows each failed retry too (for a closer look).
+            TIDINGS_LOG_LEVEL=os.environ.get("RELIABILITY_LOG_LEVEL", "info"),
             **self.settings,
         )
         proc = Proc(name, [*TIDINGS, *args], env, self.workdir / f"{name}.log")

@@ -17,8 +17,8 @@ from tests.reliability.conftest import (
     wait_until,
 )
 
-KILL_AFTER = 100  # accepted when the worker is killed
-TOTAL = 250  # accepted over the whole run
+KILL_AFTER = 60  # accepted when the worker is killed
+TOTAL = 150  # accepted over the whole run
 
 
 def test_a_killed_worker_loses_nothing_and_sends_nothing_twice(

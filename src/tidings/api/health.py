@@ -66,6 +66,11 @@ def _loop(health: LoopHealth, now: float) -> dict[str, Any]:
             ok=False,
             why=f"no successful cycle for {health.stale_after_s:g} s since {since}{failing}",
         )
+    elif health.failing_since is not None:
+        check["why"] = (
+            f"failing ({health.last_error}), retrying; not ready after "
+            f"{health.stale_after_s:g} s without a successful cycle"
+        )
     else:
         check["why"] = "cycling"
     return check
