@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI
 from tidings import __version__
 from tidings.api import errors as api_errors
 from tidings.api import guard
+from tidings.api import health as health_api
 from tidings.api import messages as messages_api
 from tidings.api import metrics as metrics_api
 from tidings.api import profiles as profiles_api
@@ -36,9 +37,8 @@ from tidings.store import api_keys, providers
 from tidings.store.database import Database
 from tidings.store.providers import StoredProvider
 from tidings.ui import routes as ui_routes
-from tidings.workers.dispatcher import Dispatcher
-from tidings.workers.notifier import Notifier
-from tidings.workers.poller import Poller
+from tidings.workers.loops import start_loops
+from tidings.workers.supervise import bounded
 
 log = structlog.get_logger("tidings")
 
@@ -202,10 +202,7 @@ def create_app(
         tasks: list[asyncio.Task[None]] = []
         if run_workers:
             await rt.render_pool.start()
-            dispatcher = Dispatcher(rt, client)
-            tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
-            tasks.append(asyncio.create_task(Poller(rt, client).run(stop), name="poller"))
-            tasks.append(asyncio.create_task(Notifier(rt).run(stop), name="notifier"))
+            tasks.extend(start_loops(rt, client, stop))
         try:
             yield
         finally:
@@ -217,7 +214,7 @@ def create_app(
             await client.close()
             if rt.sandbox_mode:
                 await sandbox_holder["sandbox"].stop()
-            await db.close()
+            await bounded(db.close(), 10.0, "closing the database")
 
     app = FastAPI(
         title="Tidings",
@@ -239,6 +236,8 @@ def create_app(
     app.include_router(unmatched_api.router, dependencies=protected)
     app.include_router(metrics_api.router, dependencies=protected)
     app.include_router(status_endpoints_api.router, dependencies=protected)
+    # Probes answer without a key, like /health.
+    app.include_router(health_api.router)
     # Mailgun authenticates by signature, not by our API key.
     app.include_router(webhooks_api.router)
     # The UI checks its own session (a login form, then a signed cookie), and owns "/".

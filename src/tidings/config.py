@@ -124,6 +124,23 @@ class Settings(BaseSettings):
         default=1024 * 1024, gt=0, description="Largest Mailgun webhook body."
     )
 
+    # Background loops that outlive faults, and the readiness probe (/health/ready).
+    loop_backoff_base_s: float = Field(
+        default=0.5, gt=0, description="A failing loop's first wait before it tries again."
+    )
+    loop_backoff_max_s: float = Field(
+        default=10.0, gt=0, description="A failing loop's longest wait between tries."
+    )
+    ready_stale_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="/health/ready: a loop is stale after this long plus its own cadence "
+        "without a successful cycle.",
+    )
+    ready_db_timeout_s: float = Field(
+        default=2.0, gt=0, description="/health/ready: how long the database may take to answer."
+    )
+
     mailgun_api_key: SecretStr | None = Field(default=None, validation_alias="MAILGUN_API_KEY")
     mailgun_domain: str | None = Field(default=None, validation_alias="MAILGUN_DOMAIN")
     mailgun_host: str | None = Field(default=None, validation_alias="MAILGUN_HOST")

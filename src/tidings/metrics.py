@@ -53,3 +53,15 @@ class Metrics:
             "Messages waiting to be sent whose time has come.",
             registry=self.registry,
         )
+        self.loop_last_success = Gauge(
+            "tidings_loop_last_success_timestamp_seconds",
+            "When each background loop of this process last completed a cycle (unix time).",
+            ["loop"],
+            registry=self.registry,
+        )
+        self.loop_failures = Counter(
+            "tidings_loop_failures_total",
+            "Failed cycles of each background loop of this process (it backs off and retries).",
+            ["loop"],
+            registry=self.registry,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -13,6 +14,25 @@ from tidings.metrics import Metrics
 from tidings.render.pool import PoolConfig, RenderPool, default_size
 from tidings.render.templating import SandboxLimits
 from tidings.store.database import Database
+
+
+@dataclass
+class LoopHealth:
+    """What one background loop of this process last did, for ``/health/ready`` and the
+    metrics (written by :mod:`tidings.workers.supervise`)."""
+
+    name: str
+    # A healthy loop succeeds at least this often; longer without a success is "stale".
+    stale_after_s: float
+    started_at: float = field(default_factory=time.time)  # unix seconds
+    last_success: float | None = None  # unix seconds
+    failing_since: float | None = None  # unix seconds; None while healthy
+    failures: int = 0  # in the current episode
+    last_error: str | None = None  # the error's kind, no detail (it may carry data)
+    running: bool = True
+
+    def stale(self, now: float) -> bool:
+        return now - (self.last_success or self.started_at) > self.stale_after_s
 
 
 @dataclass
@@ -33,6 +53,8 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.render_pool = RenderPool(render_pool_config(self.settings))
+    # The background loops running in this process, by name (none in an API-only process).
+    loops: dict[str, LoopHealth] = field(default_factory=dict)
 
     def wake(self) -> None:
         self.wakeup.set()

@@ -1,4 +1,9 @@
-"""``tidings worker``: the background workers without the HTTP API (scale-out)."""
+"""``tidings worker``: the background workers without the HTTP API (scale-out).
+
+It never exits on a fault: a database that is not there yet at start is waited for, and
+each loop outlives outages by itself (see ``tidings.workers.supervise``). Only SIGTERM or
+SIGINT end it.
+"""
 
 from __future__ import annotations
 
@@ -12,32 +17,30 @@ from tidings.config import Settings
 from tidings.providers.mailgun.client import MailgunClient, Timeouts
 from tidings.runtime import Runtime
 from tidings.store.database import Database
-from tidings.workers.dispatcher import Dispatcher
-from tidings.workers.notifier import Notifier
-from tidings.workers.poller import Poller
+from tidings.workers.loops import start_loops
+from tidings.workers.supervise import bounded, until_done
 
 log = structlog.get_logger("tidings.worker")
 
 
 async def run_worker(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     db = Database(settings.database_url)
-    await db.upgrade()
     rt = Runtime(settings=settings, db=db, keyring=KeyRing(None, []))
     client = MailgunClient(
         timeouts=Timeouts(
             connect=10.0, read=settings.send_timeout_s, total=settings.send_timeout_s + 10
         )
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await rt.render_pool.start()
     try:
-        await asyncio.gather(
-            Dispatcher(rt, client).run(stop), Poller(rt, client).run(stop), Notifier(rt).run(stop)
-        )
+        # A database that is not there yet is waited for, not a reason to exit.
+        if await until_done(rt, db.upgrade, stop, what="migrating the database"):
+            await asyncio.gather(*start_loops(rt, client, stop))
     finally:
         await rt.render_pool.close()
         await client.close()
-        await db.close()
+        await bounded(db.close(), 10.0, "closing the database")

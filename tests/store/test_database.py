@@ -94,3 +94,44 @@ async def test_claims_never_hand_one_message_to_two_workers(database_url: str) -
         assert await asyncio.gather(claim("late")) == [[]]
     finally:
         await db.close()
+
+
+async def test_a_cut_listen_connection_is_noticed_and_listening_again_hears_notify(
+    postgres_url: str,
+) -> None:
+    """A restarted server closes LISTEN connections quietly: ``listen`` must raise (for its
+    supervisor to listen again) rather than wait forever on a dead connection."""
+    db, other = Database(postgres_url), Database(postgres_url)
+    await db.upgrade()
+    stop = asyncio.Event()
+    woken = asyncio.Event()
+    alive = asyncio.Event()
+    try:
+        listening = asyncio.create_task(db.listen(store.QUEUE_CHANNEL, woken.set, stop, alive.set))
+        await asyncio.wait_for(alive.wait(), timeout=20)
+        assert woken.is_set()  # once on connecting: work committed meanwhile woke no one
+        async with other.write() as conn:
+            cut = await conn.scalar(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        assert cut and cut >= 1
+        with pytest.raises((ConnectionError, sa.exc.DBAPIError)):
+            await asyncio.wait_for(listening, timeout=20)
+
+        alive.clear()
+        woken.clear()
+        listening = asyncio.create_task(db.listen(store.QUEUE_CHANNEL, woken.set, stop, alive.set))
+        await asyncio.wait_for(alive.wait(), timeout=20)
+        woken.clear()
+        async with other.write() as conn:
+            await store.notify_queue(conn)
+        await asyncio.wait_for(woken.wait(), timeout=20)
+        stop.set()
+        await asyncio.wait_for(listening, timeout=20)
+    finally:
+        stop.set()
+        await other.close()
+        await db.close()

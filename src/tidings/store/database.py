@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]  # no stubs; only its error classes are used
+import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.base import Executable
@@ -25,6 +29,16 @@ from tidings.store.sqlite_backend import BufferedResult, SqliteBackend, sqlite_p
 
 T = TypeVar("T")
 MAX_GROUP = 256
+# How often an idle LISTEN connection is checked (a restarted server closes it quietly).
+LISTEN_CHECK_S = 5.0
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """An error from the database or the road to it (not a bug in the caller)."""
+    return isinstance(
+        exc,
+        sa_exc.SQLAlchemyError | asyncpg.PostgresError | asyncpg.InterfaceError | sqlite3.Error,
+    )
 
 
 class Conn(Protocol):
@@ -82,25 +96,61 @@ class Database:
         return self._engine
 
     async def listen(
-        self, channel: str, on_notify: Callable[[], None], stop: asyncio.Event
+        self,
+        channel: str,
+        on_notify: Callable[[], None],
+        stop: asyncio.Event,
+        on_alive: Callable[[], None] | None = None,
     ) -> None:
         """PostgreSQL: call ``on_notify`` on every NOTIFY of ``channel`` until ``stop``. Workers
-        in other processes are woken this way the moment work is committed."""
+        in other processes are woken this way the moment work is committed.
+
+        ``on_alive`` is called once listening and after each check of the connection (every
+        ``LISTEN_CHECK_S``). A lost connection raises ``ConnectionError`` for the caller to
+        listen again; ``on_notify`` is called once on connecting, since whatever was
+        committed while nobody listened woke no one."""
         if self._sqlite is not None:
             return  # one process owns a SQLite file; it wakes itself in memory
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
             driver = raw.driver_connection
             assert driver is not None
+            lost = asyncio.Event()
 
             def callback(*_args: Any) -> None:
                 on_notify()
 
+            def terminated(*_args: Any) -> None:
+                lost.set()
+
             await driver.add_listener(channel, callback)
+            driver.add_termination_listener(terminated)
             try:
-                await stop.wait()
+                on_notify()
+                while not stop.is_set():
+                    if on_alive is not None:
+                        on_alive()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(LISTEN_CHECK_S):
+                            await _first(stop.wait(), lost.wait())
+                    if lost.is_set() or driver.is_closed():
+                        raise ConnectionError(f"the LISTEN connection for {channel} was lost")
+                    if not stop.is_set():
+                        # A server that went away without a word is noticed here.
+                        async with asyncio.timeout(LISTEN_CHECK_S):
+                            await driver.execute("SELECT 1")
             finally:
-                await driver.remove_listener(channel, callback)
+                driver.remove_termination_listener(terminated)
+                if not driver.is_closed():
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(1.0):
+                            await driver.remove_listener(channel, callback)
+
+    async def ping(self, timeout_s: float) -> None:
+        """A cheap round trip (``SELECT 1``); raises if the database does not answer in time."""
+        async with asyncio.timeout(timeout_s):
+            async with self.read() as conn:
+                await conn.scalar(sa.select(1))
 
     @property
     def dialect(self) -> str:
@@ -232,3 +282,13 @@ class Database:
             await self._sqlite.close()
         if self._engine is not None:
             await self._engine.dispose()
+
+
+async def _first(*waits: Awaitable[Any]) -> None:
+    """Wait until the first of ``waits`` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -234,13 +234,22 @@ async def next_due_at(conn: Conn) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
-async def release(conn: Conn, owner: str) -> None:
-    """Give back every lease ``owner`` holds (graceful shutdown)."""
-    await conn.execute(
-        messages.update()
-        .where(messages.c.lease_owner == owner)
-        .values(lease_owner=None, lease_until=None)
-    )
+async def release(
+    conn: Conn,
+    owner: str,
+    *,
+    ids: list[str] | None = None,
+    retry_at: datetime | None = None,
+) -> None:
+    """Give back every lease ``owner`` holds (graceful shutdown), or those of ``ids`` only
+    (due again at ``retry_at`` when given). A lease another worker took over is left alone."""
+    query = messages.update().where(messages.c.lease_owner == owner)
+    if ids is not None:
+        query = query.where(messages.c.id.in_(ids))
+    values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+    if retry_at is not None:
+        values["next_attempt_at"] = retry_at
+    await conn.execute(query.values(**values))
 
 
 async def start_attempt(

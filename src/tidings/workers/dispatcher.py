@@ -40,13 +40,16 @@ from tidings.store import facts as facts_codec
 from tidings.store import messages as store
 from tidings.store import profiles, providers, suppressions
 from tidings.store.clock import utcnow
-from tidings.store.database import Conn
+from tidings.store.database import LISTEN_CHECK_S, Conn
 from tidings.store.providers import StoredProvider
 from tidings.store.status_feed import set_facts
 from tidings.workers import compose
 from tidings.workers.ratelimit import limiter_for
+from tidings.workers.supervise import Episode, Supervised, bounded, is_fault
 
 log = structlog.get_logger("tidings.dispatcher")
+# How long shutdown waits for the database to take back the leases (it may be down).
+SHUTDOWN_DB_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,44 +73,96 @@ class Dispatcher:
         self.limiter = limiter_for(rt.db)
         self._inflight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.settings.dispatch_concurrency)
+        self._free = self.settings.dispatch_concurrency  # our own count of free slots
+        # Messages a fault left leased to this worker, given back once the database answers.
+        self._unreleased: set[str] = set()
+        self._send_faults = Episode(
+            "sending", "each message goes back in the queue", loop="dispatcher"
+        )
 
     # -- the loop -----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("dispatcher started", owner=self.owner)
-        listener = asyncio.create_task(
-            self.rt.db.listen(store.QUEUE_CHANNEL, self.rt.wake, stop), name="queue-listener"
+        settings = self.settings
+        listener: asyncio.Task[None] | None = None
+        if not self.rt.db.is_sqlite:
+            listening = Supervised(
+                self.rt,
+                "queue-listener",
+                cadence_s=LISTEN_CHECK_S,
+                what="listening for new work (LISTEN)",
+            )
+
+            async def listen() -> None:
+                await self.rt.db.listen(store.QUEUE_CHANNEL, self.rt.wake, stop, listening.ok)
+
+            listener = asyncio.create_task(listening.run(listen, stop), name="queue-listener")
+        loop = Supervised(
+            self.rt,
+            "dispatcher",
+            cadence_s=settings.dispatch_idle_s,
+            what="dispatching (claiming due messages)",
         )
         try:
-            while not stop.is_set():
-                claimed = await self._claim()
-                if claimed:
-                    batch = await self._load(claimed)
-                    for message_id in claimed:
-                        await self._slots.acquire()
-                        task = asyncio.create_task(self._guarded(message_id, batch))
-                        self._inflight.add(task)
-                        task.add_done_callback(self._inflight.discard)
-                    continue
-                await self._idle(stop)
+            await loop.run(lambda: self._cycle(stop), stop)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await listener
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await listener
             await self.shutdown()
 
+    async def _cycle(self, stop: asyncio.Event) -> None:
+        """One turn: give back what a fault left leased, claim, start the sends, or idle."""
+        if self._unreleased:
+            await self._release(set(self._unreleased))
+        claimed = await self._claim()
+        if claimed:
+            try:
+                batch = await self._load(claimed)
+            except Exception:
+                # Claimed but not started: give them back now rather than when the lease
+                # runs out (or, with the database gone, as soon as it answers again).
+                self._unreleased.update(claimed)
+                raise
+            for message_id in claimed:
+                await self._slots.acquire()
+                self._free -= 1
+                task = asyncio.create_task(self._guarded(message_id, batch))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            return
+        await self._idle(stop)
+
     async def shutdown(self) -> None:
-        """Stop claiming; let in-flight sends finish (bounded), then give back the leases."""
+        """Stop claiming; let in-flight sends finish (bounded), then give back the leases.
+        Bounded with the database down too: the leases then run out by themselves."""
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=self.settings.send_timeout_s + 5)
         for task in list(self._inflight):
             task.cancel()
-        async with self.rt.db.write() as conn:
-            await store.release(conn, self.owner)
+
+        async def release() -> None:
+            async with self.rt.db.write() as conn:
+                await store.release(conn, self.owner)
+
+        await bounded(release(), SHUTDOWN_DB_S, "giving back the dispatcher's leases")
         log.info("dispatcher stopped", owner=self.owner)
 
+    async def _release(self, ids: set[str]) -> None:
+        """Back in the queue (shortly), those of ``ids`` this worker still holds."""
+        async with self.rt.db.write() as conn:
+            await store.release(
+                conn,
+                self.owner,
+                ids=sorted(ids),
+                retry_at=utcnow() + timedelta(seconds=self.settings.retry_base_s),
+            )
+        self._unreleased.difference_update(ids)
+
     async def _claim(self) -> list[str]:
-        free = self._slots._value  # claim no more than there are free slots to work on
+        free = self._free  # claim no more than there are free slots to work on
         if free <= 0:
             await asyncio.sleep(0.005)
             return []
@@ -149,18 +204,21 @@ class Dispatcher:
     async def _guarded(self, message_id: str, batch: Batch) -> None:
         try:
             await self.process(message_id, batch)
-        except Exception:
-            log.exception("dispatch failed; retrying later", message_id=message_id)
-            with contextlib.suppress(Exception):
-                async with self.rt.db.write() as conn:
-                    await store.update(
-                        conn,
-                        message_id,
-                        next_attempt_at=utcnow() + timedelta(seconds=self.settings.retry_base_s),
-                        lease_owner=None,
-                        lease_until=None,
-                    )
+        except Exception as exc:
+            if is_fault(exc):
+                # The database or the network: one log line for the whole outage, not one
+                # per message; the message goes back in the queue once the database answers.
+                self._send_faults.failed(exc)
+            else:
+                log.exception("dispatch failed; retrying later", message_id=message_id)
+            try:
+                await self._release({message_id})
+            except Exception:
+                self._unreleased.add(message_id)
+        else:
+            self._send_faults.ok()
         finally:
+            self._free += 1
             self._slots.release()
 
     # -- one message --------------------------------------------------------------------

@@ -22,7 +22,6 @@ interval, which is what makes a commit in another process visible promptly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -39,8 +38,11 @@ from tidings import __version__
 from tidings.runtime import Runtime
 from tidings.store import status_endpoints as store
 from tidings.store.clock import utcnow
+from tidings.workers.supervise import Episode, bounded, is_fault, supervise, wait_or_stop
 
 log = structlog.get_logger("tidings.notifier")
+# How long shutdown waits for the database to take back the leases (it may be down).
+SHUTDOWN_DB_S = 5.0
 
 GIVE_UP_AFTER = timedelta(days=3)
 IDLE_S = 0.2
@@ -86,7 +88,13 @@ class Notifier:
         # A lease outlives the longest attempt, so a live notifier never loses its claim.
         self.lease_s = self.settings.notify_timeout_s + 30.0
         self._slots = asyncio.Semaphore(concurrency)
+        self._free = concurrency  # our own count of free slots
         self._concurrency = concurrency
+        self._record_faults = Episode(
+            "recording status deliveries",
+            "each is tried again when its lease runs out",
+            loop="notifier",
+        )
         self._inflight: dict[asyncio.Task[None], int] = {}
         self._rng = random.Random()
         self._session: aiohttp.ClientSession | None = None
@@ -109,28 +117,33 @@ class Notifier:
                 log.info("notifier stopped")
 
     async def _loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                claimed = await self._claim()
-            except Exception:
-                # The database may be briefly unavailable; the loop must outlive that.
-                log.exception("claiming status deliveries failed; trying again")
-                await self._wait(stop, 1.0)
-                continue
+        async def step() -> None:
+            claimed = await self._claim()
             for delivery in claimed:
                 await self._slots.acquire()
+                self._free -= 1
                 task = asyncio.create_task(self._guarded(delivery))
                 self._inflight[task] = delivery.id
                 task.add_done_callback(self._done)
             if not claimed:
                 await self._idle(stop)
 
+        await supervise(
+            self.rt,
+            "notifier",
+            step,
+            stop,
+            cadence_s=self.idle_s,
+            what="status webhooks (claiming deliveries)",
+        )
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
+        self._free += 1
         self._slots.release()
 
     async def _claim(self) -> list[store.Claimed]:
-        free = self._slots._value  # claim no more than there are free slots to work on
+        free = self._free  # claim no more than there are free slots to work on
         if free <= 0:
             await asyncio.sleep(0.01)
             return []
@@ -139,21 +152,15 @@ class Notifier:
 
     async def _idle(self, stop: asyncio.Event) -> None:
         timeout = self.idle_s
-        try:
-            async with self.rt.db.read() as conn:
-                due = await store.next_due_at(conn)
-        except Exception:
-            log.exception("reading the status delivery queue failed")
-            due = None
+        async with self.rt.db.read() as conn:
+            due = await store.next_due_at(conn)
         if due is not None:
             timeout = max(0.0, min(timeout, (due - utcnow()).total_seconds()))
         await self._wait(stop, timeout)
 
     @staticmethod
     async def _wait(stop: asyncio.Event, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await stop.wait()
+        await wait_or_stop(stop, seconds)
 
     async def _shutdown(self) -> None:
         """Let attempts under way finish (bounded), then give back the leases of the rest."""
@@ -164,9 +171,13 @@ class Notifier:
             task.cancel()
         if unfinished:
             await asyncio.gather(*(t for t, _ in unfinished), return_exceptions=True)
-            with contextlib.suppress(Exception):
+
+            async def release() -> None:
                 async with self.rt.db.write() as conn:
                     await store.release(conn, [delivery_id for _, delivery_id in unfinished])
+
+            # Bounded: with the database down the leases run out by themselves.
+            await bounded(release(), SHUTDOWN_DB_S, "giving back status deliveries")
 
     # -- one delivery -------------------------------------------------------------------
 
@@ -175,13 +186,18 @@ class Notifier:
             await self.deliver(delivery)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             # Its lease runs out and it is tried again; nothing is lost.
+            if is_fault(exc):
+                self._record_faults.failed(exc)  # once for an outage, not once per delivery
+                return
             log.exception(
                 "status delivery failed unexpectedly",
                 delivery_id=delivery.id,
                 endpoint_id=delivery.endpoint_id,
             )
+        else:
+            self._record_faults.ok()
 
     async def deliver(self, delivery: store.Claimed) -> None:
         """Post one delivery and record the outcome."""

@@ -44,7 +44,6 @@ have flowed for ``poll_auto_after_s`` and starts again when none has come for
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -70,6 +69,7 @@ from tidings.runtime import Runtime
 from tidings.store import poll_cursors, providers
 from tidings.store.clock import utcnow
 from tidings.store.events import record_event
+from tidings.workers.supervise import Episode, Supervised, bounded, wait_or_stop
 
 log = structlog.get_logger("tidings.poller")
 
@@ -77,6 +77,7 @@ PAGE_LIMIT = 300  # Mailgun's maximum
 # Every event kind that can change a message's status, history or suppression.
 EVENT_FILTER = "delivered OR failed OR opened OR clicked OR complained OR unsubscribed OR rejected"
 MAX_BACKOFF_S = 300.0
+SHUTDOWN_DB_S = 5.0
 
 
 def trust_every(interval_s: float, trust_s: float) -> float:
@@ -144,6 +145,7 @@ class _State:
     last_trust: float = -math.inf  # monotonic time of the last trust pass
     next_due: float = 0.0  # monotonic time of the next cycle
     failures: int = 0
+    episode: Episode | None = None  # logs a run of failed requests once
 
     def forget_tail(self) -> None:
         self.tail_url = None
@@ -168,26 +170,32 @@ class Poller:
         self.settings = rt.settings
         self._states: dict[str, _State] = {}
         self.owner = new_id("pol_")
+        self._supervised: Supervised | None = None  # while run() runs
 
     # -- the loop -----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("poller started", interval_s=self.settings.poll_interval_s)
+        settings = self.settings
+
+        async def step() -> None:
+            await wait_or_stop(stop, await self.tick(stop))
+
+        # A healthy tick reads the database, then may page through Mailgun's events (each
+        # request bounded by the client's timeouts), then waits at most one interval.
+        cadence = 2 * settings.poll_interval_s + settings.send_timeout_s + 10
+        self._supervised = Supervised(
+            self.rt, "poller", cadence_s=cadence, what="polling (the database)"
+        )
         try:
-            while not stop.is_set():
-                try:
-                    wait = await self.tick(stop)
-                except Exception:
-                    # A database hiccup must not end polling for the life of the process.
-                    log.exception("poller tick failed")
-                    wait = self.settings.poll_interval_s
-                if wait > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=wait)
+            await self._supervised.run(step, stop)
         finally:
-            with contextlib.suppress(Exception):
+
+            async def release() -> None:
                 async with self.rt.db.write() as conn:
                     await poll_cursors.release_leases(conn, self.owner)
+
+            await bounded(release(), SHUTDOWN_DB_S, "giving back the poller's leases")
             log.info("poller stopped")
 
     async def tick(self, stop: asyncio.Event | None = None) -> float:
@@ -196,6 +204,9 @@ class Poller:
         within one interval (the check is a database query, not a request to Mailgun)."""
         async with self.rt.db.read() as conn:
             groups = group_providers(await providers.list_all(conn))
+        if self._supervised is not None:
+            # The database answers: say so now, not after a long first cycle of events.
+            self._supervised.ok()
         seen = {group.key for group in groups}
         for key in [k for k in self._states if k not in seen]:
             del self._states[key]  # a configuration was removed
@@ -263,18 +274,21 @@ class Poller:
         try:
             report = await self.cycle(group, state, pending.earliest_sent, cursor)
         except (MailgunAPIError, MailgunConnectionError, MailgunConfigError) as exc:
+            if state.episode is None:
+                state.episode = Episode(
+                    "polling Mailgun's events",
+                    "retrying with backoff (doubling from the polling interval, at most "
+                    f"{MAX_BACKOFF_S:g} s)",
+                    where=group.where,
+                )
+            state.episode.failed(exc)
             state.failures += 1
             delay = min(MAX_BACKOFF_S, settings.poll_interval_s * 2**state.failures)
             state.next_due = time.monotonic() + max(delay, settings.poll_interval_s)
-            log.warning(
-                "polling failed; retrying later",
-                where=group.where,
-                error=str(exc),
-                retry_in_s=round(delay, 1),
-            )
+            log.debug("polling failed", where=group.where, retry_in_s=round(delay, 1))
             return
-        if state.failures:
-            log.info("polling recovered", where=group.where, after_failures=state.failures)
+        if state.episode is not None:
+            state.episode.ok()
         state.failures = 0
         state.next_due = time.monotonic() + settings.poll_interval_s
         if report.events:
