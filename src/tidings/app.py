@@ -57,11 +57,11 @@ async def ensure_api_key(rt: Runtime, report: StartupReport) -> None:
     async with rt.db.write() as conn:
         if rt.settings.api_key is None and await api_keys.count(conn) == 0:
             key = api_keys.generate()
-            await api_keys.add(conn, key)
+            await api_keys.add(conn, key, name="generated at first start")
             report.generated_api_key = key
         hashes = await api_keys.hashes(conn)
     configured = rt.settings.api_key.get_secret_value() if rt.settings.api_key else None
-    rt.keyring = KeyRing(configured, hashes)
+    rt.keyring = KeyRing(configured, hashes, db=rt.db)
 
 
 def env_provider_settings(settings: Settings) -> dict[str, Any] | None:
@@ -211,6 +211,7 @@ def create_app(
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             await client.close()
+            await rt.keyring.aclose()
             if rt.sandbox_mode:
                 await sandbox_holder["sandbox"].stop()
             await db.close()
