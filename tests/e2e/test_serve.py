@@ -103,7 +103,11 @@ def test_serve_sandbox_mode_and_cli_send(workdir: Path) -> None:
             timeout=60,
         )
         assert sent.returncode == 0, sent.stderr
-        message_id = sent.stdout.strip()
+        labelled = dict(line.split(None, 1) for line in sent.stdout.splitlines())
+        message_id = labelled["requestId"]
+        assert labelled["waiting"].startswith("until DELIVERED")
+        # Polled, so it may see OPENED (delivered, then opened) without DELIVERED itself.
+        assert sent.stdout.splitlines()[-1] in ("status     DELIVERED", "status     OPENED")
         headers = {"Authorization": f"Bearer {key}"}
         deadline = time.monotonic() + 20
         status = None
