@@ -30,7 +30,14 @@ def server_url() -> str:
 
 @contextlib.contextmanager
 def client(timeout: float = 30.0) -> Iterator[httpx.Client]:
+    """``timeout``: the command's own (longer for the slow checks); TIDINGS_CLIENT_TIMEOUT_S
+    overrides it for every command."""
     url = server_url()
+    if override := os.environ.get("TIDINGS_CLIENT_TIMEOUT_S"):
+        try:
+            timeout = float(override)
+        except ValueError:
+            fail(f"TIDINGS_CLIENT_TIMEOUT_S must be a number of seconds, not {override!r}", USAGE)
     key = os.environ.get("TIDINGS_API_KEY")
     if not key:
         fail(
@@ -65,5 +72,6 @@ def fail_on_error(response: httpx.Response) -> dict[str, Any]:
 
 def print_json(value: Any) -> None:
     """``--json`` output: plain JSON on stdout, nothing else, for scripts."""
-    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False) + "\n")
+    text = json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
