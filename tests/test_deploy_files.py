@@ -190,7 +190,7 @@ def compose() -> dict[str, Any]:
 
 def test_compose_runs_postgres_one_api_and_two_workers_as_the_tests_do() -> None:
     services: dict[str, Any] = compose()["services"]
-    entrypoint = [i for i in dockerfile() if i.name == "ENTRYPOINT"][0].exec_form()
+    entrypoint = next(i for i in dockerfile() if i.name == "ENTRYPOINT").exec_form()
     commands: dict[str, tuple[str, ...]] = {}
     for name, service in services.items():
         if "build" in service:
