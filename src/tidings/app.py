@@ -302,6 +302,10 @@ def _announce(rt: Runtime, report: StartupReport) -> None:
             "its hash is stored:[/yellow]"
         )
         console.print(f"    [bold]{report.generated_api_key}[/bold]")
+        console.print(
+            "Lost it? `tidings keys create` (in this directory, or with the same "
+            "TIDINGS_DATABASE_URL) makes another."
+        )
     if rt.sandbox_mode:
         console.print(
             "[cyan]Sandbox mode:[/cyan] no Mailgun account is configured, so email goes to the "
