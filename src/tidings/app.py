@@ -59,11 +59,11 @@ async def ensure_api_key(rt: Runtime, report: StartupReport) -> None:
     async with rt.db.write() as conn:
         if rt.settings.api_key is None and await api_keys.count(conn) == 0:
             key = api_keys.generate()
-            await api_keys.add(conn, key)
+            await api_keys.add(conn, key, name="generated at first start")
             report.generated_api_key = key
         hashes = await api_keys.hashes(conn)
     configured = rt.settings.api_key.get_secret_value() if rt.settings.api_key else None
-    rt.keyring = KeyRing(configured, hashes)
+    rt.keyring = KeyRing(configured, hashes, db=rt.db)
 
 
 def env_provider_settings(settings: Settings) -> dict[str, Any] | None:
@@ -212,6 +212,7 @@ def create_app(
                 await asyncio.gather(*tasks, return_exceptions=True)
             await rt.render_pool.close()
             await client.close()
+            await rt.keyring.aclose()
             if rt.sandbox_mode:
                 await sandbox_holder["sandbox"].stop()
             await bounded(db.close(), 10.0, "closing the database")
@@ -325,6 +326,10 @@ def _announce(rt: Runtime, report: StartupReport) -> None:
             "its hash is stored:[/yellow]"
         )
         console.print(f"    [bold]{report.generated_api_key}[/bold]")
+        console.print(
+            "Lost it? `tidings keys create` (in this directory, or with the same "
+            "TIDINGS_DATABASE_URL) makes another."
+        )
     if rt.sandbox_mode:
         console.print(
             "[cyan]Sandbox mode:[/cyan] no Mailgun account is configured, so email goes to the "

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import mimetypes
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,11 @@ from rich.console import Console
 
 from tidings.commands import messages as messages_commands
 from tidings.commands.doctor import doctor as doctor_command
+from tidings.commands.errors import database_errors, fail
 from tidings.commands.http import client as _client
 from tidings.commands.http import fail_on_error as _fail_on_error
+from tidings.commands.http import print_json
+from tidings.commands.keys import app as keys_app
 from tidings.commands.providers import providers_app
 from tidings.commands.suppressions import app as suppressions_app
 from tidings.sandbox.command import sandbox as sandbox_command
@@ -34,11 +39,50 @@ app.command("message")(messages_commands.show_message)
 app.add_typer(providers_app, name="providers")
 app.command("doctor")(doctor_command)
 app.add_typer(suppressions_app, name="suppressions")
+app.add_typer(keys_app, name="keys")
 
 console = Console(stderr=True)
-out = Console()
 
-FINAL = {"SENT", "DELIVERED", "OPENED", "CLICKED", "UNDELIVERABLE", "UNROUTABLE", "CANCELED"}
+# Statuses a message never leaves by failing; `send --wait` stops at any of them.
+FAILED = {"UNDELIVERABLE", "UNROUTABLE", "UNMAPPED", "CANCELED", "FILTERED"}
+
+
+class Until(enum.StrEnum):
+    """What `send --wait` waits for."""
+
+    sent = "sent"
+    delivered = "delivered"
+
+
+# The statuses that count as having got there (later ones included: OPENED is delivered).
+REACHED = {
+    Until.sent: {"SENT", "DELIVERED", "OPENED", "CLICKED"},
+    Until.delivered: {"DELIVERED", "OPENED", "CLICKED"},
+}
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound before anything else is done, so that a port in
+    use fails the start before a database or a key is made. uvicorn is handed this socket."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    # As uvicorn does: a port held only by old connections in TIME_WAIT is free.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        fail(
+            f"cannot listen on {host}:{port}: {reason}. Is another server running there? "
+            "Stop it, or choose another port with --port (or TIDINGS_PORT)."
+        )
+    sock.set_inheritable(True)
+    return sock
 
 
 @app.command()
@@ -61,8 +105,10 @@ def serve(
         overrides["port"] = port
     settings = Settings(**overrides)
     configure_logging(settings.log_level)
+    listener = bind_listener(settings.host, settings.port)
     report = StartupReport(announce=True)
-    application = asyncio.run(build_app(settings, run_workers=not no_workers, report=report))
+    with database_errors(settings.database_url):
+        application = asyncio.run(build_app(settings, run_workers=not no_workers, report=report))
     runtime = application.state.runtime
 
     class Server(uvicorn.Server):
@@ -78,7 +124,7 @@ def serve(
         log_level="warning",
         timeout_graceful_shutdown=30,
     )
-    Server(config).run()
+    Server(config).run(sockets=[listener])
 
 
 @app.command()
@@ -90,7 +136,8 @@ def worker() -> None:
 
     settings = Settings()
     configure_logging(settings.log_level)
-    asyncio.run(run_worker(settings))
+    with database_errors(settings.database_url):
+        asyncio.run(run_worker(settings))
 
 
 @db_app.command("upgrade")
@@ -99,14 +146,17 @@ def db_upgrade() -> None:
     from tidings.config import Settings
     from tidings.store.database import Database
 
+    url = Settings().database_url
+
     async def run() -> None:
-        db = Database(Settings().database_url)
+        db = Database(url)
         try:
             await db.upgrade()
         finally:
             await db.close()
 
-    asyncio.run(run())
+    with database_errors(url):
+        asyncio.run(run())
     console.print("[green]database is up to date[/green]")
 
 
@@ -119,19 +169,31 @@ def send(
     data: list[str] = typer.Option([], "--data", help="Template variable, key=value."),
     attach: list[Path] = typer.Option([], "--attach", help="File to attach.", exists=True),
     tag: list[str] = typer.Option([], "--tag", help="Tag (at most 3)."),
-    wait: bool = typer.Option(False, "--wait", help="Follow the message to SENT or a failure."),
+    wait: bool = typer.Option(
+        False,
+        "--wait",
+        help="Follow the message until it is sent or delivered (see --until) or fails; "
+        "exit 1 if it fails or the time runs out.",
+    ),
+    until: Until = typer.Option(
+        Until.delivered,
+        "--until",
+        help="With --wait: stop once the message is SENT (Mailgun took it) or DELIVERED "
+        "(the recipient's server took it).",
+    ),
     timeout: float = typer.Option(120.0, help="With --wait: give up after this many seconds."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the answer (with --wait: the message at the end) as JSON."
+    ),
 ) -> None:
     """Send one email through a running Tidings server (TIDINGS_URL, TIDINGS_API_KEY)."""
     if bool(to) == bool(user):
-        console.print("[red]Give exactly one of --to EMAIL or --user ID.")
-        raise typer.Exit(2)
+        fail("give exactly one of --to EMAIL or --user ID", 2)
     variables: dict[str, str] = {}
     for item in data:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            console.print(f"[red]--data expects key=value, got {item!r}")
-            raise typer.Exit(2)
+            fail(f"--data expects key=value, got {item!r}", 2)
         variables[key] = value
     message: dict[str, Any] = {
         "to": {"email": to} if to else {"user_id": user},
@@ -156,29 +218,45 @@ def send(
                 }
             }
         }
+    out = Console(highlight=False, soft_wrap=True)
     with _client() as client:
         answer = _fail_on_error(client.post("/send", json={"message": message}))
         message_id = answer["requestId"]
-        out.print(message_id)
         if not wait:
+            if as_json:
+                print_json(answer)
+            else:
+                out.print(f"requestId  {message_id}")
             return
+        target = until.value.upper()
+        if not as_json:
+            out.print(f"requestId  {message_id}")
+            out.print(f"waiting    until {target} (or a failure), at most {timeout:g} s")
         deadline = time.monotonic() + timeout
         last = None
+        details: dict[str, Any] = {}
         while time.monotonic() < deadline:
             details = _fail_on_error(client.get(f"/messages/{message_id}"))
             status = details["status"]
-            if status != last:
-                console.print(
-                    f"{status}" + (f": {details['error']}" if details.get("error") else "")
-                )
+            if status != last and not as_json:
+                out.print(f"status     {status}")
                 last = status
-            if status in FINAL:
-                if details.get("hint"):
-                    console.print(f"[yellow]hint:[/yellow] {details['hint']}")
-                raise typer.Exit(0 if status not in {"UNDELIVERABLE", "UNROUTABLE"} else 1)
+            if status in REACHED[until] or status in FAILED:
+                if as_json:
+                    print_json(details)
+                else:
+                    if details.get("error"):
+                        out.print(f"error      {details['error']}")
+                    if details.get("hint"):
+                        out.print(f"hint       {details['hint']}")
+                raise typer.Exit(1 if status in FAILED else 0)
             time.sleep(0.5)
-        console.print("[red]still not sent: giving up waiting")
-        raise typer.Exit(1)
+        if as_json:
+            print_json(details)
+        fail(
+            f"gave up waiting after {timeout:g} s: the message is {details.get('status')}, not "
+            f"{target} (`tidings message {message_id} --follow` keeps watching)"
+        )
 
 
 def main() -> None:

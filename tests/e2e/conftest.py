@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ import httpx
 import pytest
 from courier import Courier
 
+from tests.support import processes
 from tests.support.servers import free_port, serve_asgi
 from tidings.app import build_app
 from tidings.config import Settings
@@ -175,3 +178,37 @@ def tidings_with_mailgun(
     server = start_tidings()
     server.add_provider(mailgun_sandbox, alias="main")
     return server
+
+
+@dataclass
+class Spawned:
+    """A Tidings process started from one of tests/support/processes.py's command lines."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def spawn_tidings(tmp_path: Path) -> Iterator[Callable[..., Spawned]]:
+    """Start ``processes.API`` or ``processes.WORKER`` (as compose.yaml runs them) with the
+    given environment; each is stopped with SIGTERM after the test."""
+    started: list[Spawned] = []
+
+    def spawn(command: tuple[str, ...], **env: str) -> Spawned:
+        log = tmp_path / f"{'-'.join(command[1:])}-{len(started)}.log"
+        item = Spawned(processes.spawn(command, cwd=tmp_path, log=log, env=env), log)
+        started.append(item)
+        return item
+
+    yield spawn
+    for item in started:
+        item.proc.send_signal(signal.SIGTERM)
+    for item in started:
+        try:
+            item.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            item.proc.kill()
+            item.proc.wait()

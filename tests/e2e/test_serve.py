@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -103,7 +104,11 @@ def test_serve_sandbox_mode_and_cli_send(workdir: Path) -> None:
             timeout=60,
         )
         assert sent.returncode == 0, sent.stderr
-        message_id = sent.stdout.strip()
+        labelled = dict(line.split(None, 1) for line in sent.stdout.splitlines())
+        message_id = labelled["requestId"]
+        assert labelled["waiting"].startswith("until DELIVERED")
+        # Polled, so it may see OPENED (delivered, then opened) without DELIVERED itself.
+        assert sent.stdout.splitlines()[-1] in ("status     DELIVERED", "status     OPENED")
         headers = {"Authorization": f"Bearer {key}"}
         deadline = time.monotonic() + 20
         status = None
@@ -223,3 +228,85 @@ def test_going_real_after_trying_the_sandbox(workdir: Path) -> None:
             assert [c["domain"] for c in copies] == ["mg.real.test"]
         finally:
             served.stop()
+
+
+def test_a_port_in_use_fails_before_anything_is_made(workdir: Path) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [*TIDINGS, "serve", "--port", str(port)],
+            cwd=workdir,
+            env=_clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
+    assert result.stderr.count("\n") == 1
+    assert not re.findall(r"\btk_[A-Za-z0-9_-]{20,}", result.stdout + result.stderr)
+    assert list(workdir.iterdir()) == []  # no database, so the next start shows its key
+
+
+def test_keys_made_and_revoked_while_the_server_runs(workdir: Path) -> None:
+    """A lost first key is no dead end: `tidings keys create` (no server involved) makes one
+    that the running server accepts at once; `revoke` shuts it out again."""
+    served = Served(workdir, free_port())
+    try:
+        made = subprocess.run(
+            [*TIDINGS, "keys", "create", "--name", "laptop"],
+            cwd=workdir,
+            env=_clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert made.returncode == 0, made.stderr
+        key = made.stdout.strip()
+        headers = {"Authorization": f"Bearer {key}"}
+        assert httpx.get(f"{served.url}/messages", headers=headers).status_code == 200
+        listed = subprocess.run(
+            [*TIDINGS, "keys", "list", "--json"],
+            cwd=workdir,
+            env=_clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        names = {k["name"]: k for k in json.loads(listed.stdout)}
+        assert set(names) == {"generated at first start", "laptop"}
+        deadline = time.monotonic() + 20
+        while names["laptop"]["last_used"] is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # recorded in the background, off the request
+            listed = subprocess.run(
+                [*TIDINGS, "keys", "list", "--json"],
+                cwd=workdir,
+                env=_clean_env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            names = {k["name"]: k for k in json.loads(listed.stdout)}
+        assert names["laptop"]["last_used"] is not None
+
+        revoked = subprocess.run(
+            [*TIDINGS, "keys", "revoke", "laptop"],
+            cwd=workdir,
+            env=_clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert revoked.returncode == 0, revoked.stderr
+        deadline = time.monotonic() + 20
+        status = 200
+        while status == 200 and time.monotonic() < deadline:
+            status = httpx.get(f"{served.url}/messages", headers=headers).status_code
+            time.sleep(0.1)
+        assert status == 401
+    finally:
+        served.stop()

@@ -14,14 +14,21 @@ cannot drive the API with a logged-in user's cookie.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
+from datetime import datetime
 
+import structlog
 from fastapi import Request
 
 from tidings.errors import Unauthorized
 from tidings.store import api_keys
+from tidings.store.clock import utcnow
+from tidings.store.database import Database
+
+log = structlog.get_logger("tidings.auth")
 
 SESSION_COOKIE = "tidings_session"
 SESSION_TTL_S = 12 * 3600
@@ -29,26 +36,97 @@ CSRF_HEADER = "x-tidings-ui"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Domain separation: the same hashes must never give a secret usable for anything else.
 _SESSION_LABEL = b"tidings-ui-session/v1"
+# How long the stored key hashes are trusted before they are read again: the most a revoked
+# key can still be used for.
+KEY_CACHE_S = 2.0
+# A key's last use is written at most this often (the list shows it to the minute).
+LAST_USED_EVERY_S = 60.0
 
 
 class KeyRing:
-    """The keys that open the API: the configured one, and the hashes of generated ones."""
+    """The keys that open the API: the configured one, and the stored ones (by hash).
 
-    def __init__(self, configured: str | None, hashes: list[str]) -> None:
+    Keys are made and revoked by ``tidings keys`` in another process, straight in the
+    database, so the ring reads the database rather than trusting what it read at start-up:
+    the stored hashes are cached for ``ttl_s`` (a revoked key stops working within that),
+    and a key the cache does not know is looked up at once (a new key works at once). When
+    a stored key was last used is written at most once a minute per key, in the background.
+    """
+
+    def __init__(
+        self,
+        configured: str | None,
+        hashes: list[str],
+        *,
+        db: Database | None = None,
+        ttl_s: float = KEY_CACHE_S,
+    ) -> None:
         self._configured = configured
-        self._hashes = list(hashes)
+        self._hashes = set(hashes)
+        self._db = db
+        self._ttl_s = ttl_s
+        self._loaded_at = time.monotonic()
+        self._refresh_lock = asyncio.Lock()
+        self._used_at: dict[str, float] = {}
+        self._touches: set[asyncio.Task[None]] = set()
 
     def add_hash(self, key_hash: str) -> None:
-        self._hashes.append(key_hash)
+        self._hashes.add(key_hash)
 
-    def accepts(self, key: str) -> bool:
+    async def verify(self, key: str) -> bool:
+        """True when ``key`` opens the API now."""
         if not key:
             return False
         if self._configured is not None and hmac.compare_digest(
             key.encode(), self._configured.encode()
         ):
             return True
-        return api_keys.matches(key, self._hashes)
+        if self._db is None:
+            return api_keys.matches(key, list(self._hashes))
+        await self._refresh_if_stale()
+        digest = api_keys.hash_key(key)
+        if digest not in self._hashes:
+            # Not in the cache: perhaps made a moment ago by `tidings keys create`.
+            async with self._db.read() as conn:
+                if not await api_keys.exists(conn, digest):
+                    return False
+            self._hashes.add(digest)
+        self._note_use(digest)
+        return True
+
+    async def _refresh_if_stale(self) -> None:
+        if time.monotonic() - self._loaded_at < self._ttl_s:
+            return
+        async with self._refresh_lock:
+            if time.monotonic() - self._loaded_at < self._ttl_s or self._db is None:
+                return
+            async with self._db.read() as conn:
+                self._hashes = set(await api_keys.hashes(conn))
+            self._loaded_at = time.monotonic()
+
+    def _note_use(self, digest: str) -> None:
+        now = time.monotonic()
+        last = self._used_at.get(digest)
+        if last is not None and now - last < LAST_USED_EVERY_S:
+            return
+        self._used_at[digest] = now
+        task = asyncio.create_task(self._touch(digest, utcnow()))
+        self._touches.add(task)
+        task.add_done_callback(self._touches.discard)
+
+    async def _touch(self, digest: str, when: datetime) -> None:
+        assert self._db is not None
+        try:
+            async with self._db.write() as conn:
+                await api_keys.touch(conn, digest, when)
+        except Exception as exc:
+            # Only bookkeeping: a request must never fail because of it.
+            log.warning("could not record when an API key was used", error=str(exc))
+
+    async def aclose(self) -> None:
+        """Wait for the last-used writes still under way (before the database closes)."""
+        if self._touches:
+            await asyncio.gather(*self._touches, return_exceptions=True)
 
     @property
     def empty(self) -> bool:
@@ -102,7 +180,7 @@ def has_session(request: Request) -> bool:
 
 async def require_api_key(request: Request) -> None:
     ring: KeyRing = request.app.state.runtime.keyring
-    if ring.accepts(presented_key(request)):
+    if await ring.verify(presented_key(request)):
         return
     if has_session(request):
         if request.method in _SAFE_METHODS or request.headers.get(CSRF_HEADER):

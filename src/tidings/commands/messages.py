@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tidings.commands.http import client, console, fail_on_error
+from tidings.commands.http import client, console, fail_on_error, print_json
 
 # A followed message is done once it can no longer change in a way worth waiting for:
 # delivered or later, or a failure. (SENT is not: delivery is what --follow waits to see.)
@@ -94,6 +94,7 @@ def list_messages(
         None, "--since", help="Enqueued since: an age (30m, 2h, 7d) or an ISO date/time."
     ),
     limit: int = typer.Option(50, "--limit", min=1, max=500, help="At most this many."),
+    as_json: bool = typer.Option(False, "--json", help="Print the messages as JSON."),
 ) -> None:
     """List recent messages, newest first (TIDINGS_URL, TIDINGS_API_KEY)."""
     params: list[tuple[str, str | int | float | bool | None]] = [("limit", limit)]
@@ -106,6 +107,9 @@ def list_messages(
     with client() as http:
         answer = fail_on_error(http.get("/messages", params=params))
     results: list[dict[str, Any]] = answer.get("results", [])
+    if as_json:
+        print_json(results)
+        return
     out = _stdout()
     if not results:
         out.print("no messages")
@@ -261,11 +265,17 @@ def show_message(
     follow: bool = typer.Option(
         False, "--follow", "-f", help="Keep showing new entries live until the message settles."
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the message and its history as JSON (not with --follow)."
+    ),
 ) -> None:
     """A message's timeline: every step, request and answer, error and hint."""
     out = _stdout()
     with client() as http:
         details = fail_on_error(http.get(f"/messages/{message_id}"))
+        if as_json:
+            print_json({"message": details, "history": _history(http, message_id)})
+            return
         for line in summary_lines(details):
             out.print(line, highlight=False, soft_wrap=True)
         timeline = Timeline(out)

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tidings.commands.http import client, fail_on_error
+from tidings.commands.http import client, fail_on_error, print_json
 
 providers_app = typer.Typer(
     help="Mailgun provider configurations: list, show, add, connect.", no_args_is_help=True
@@ -46,10 +46,15 @@ def _settings(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @providers_app.command("list")
-def list_providers() -> None:
-    """Every provider configuration, the default one marked."""
+def list_providers(
+    as_json: bool = typer.Option(False, "--json", help="Print the configurations as JSON."),
+) -> None:
+    """Every provider configuration, the default one marked (secrets masked)."""
     with client() as http:
         body = fail_on_error(http.get("/providers"))
+    if as_json:
+        print_json(body.get("results", []))
+        return
     table = Table(title="Provider configurations")
     for column in ("id", "alias", "domain", "host", "polling", "default", "origin"):
         table.add_column(column, overflow="fold")

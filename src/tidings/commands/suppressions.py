@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tidings.commands.http import client, fail_on_error
+from tidings.commands.http import client, fail_on_error, print_json
 
 app = typer.Typer(
     help="Addresses Tidings will not send to (hard bounces, complaints, unsubscribes).",
@@ -24,10 +24,16 @@ def _when(ms: int | None) -> str:
 
 
 @app.command("list")
-def list_suppressions(limit: int = typer.Option(100, help="At most this many.")) -> None:
+def list_suppressions(
+    limit: int = typer.Option(100, help="At most this many."),
+    as_json: bool = typer.Option(False, "--json", help="Print the addresses as JSON."),
+) -> None:
     """List suppressed addresses."""
     with client() as http:
         body = fail_on_error(http.get("/suppressions", params={"limit": limit}))
+    if as_json:
+        print_json(body["results"])
+        return
     table = Table()
     table.add_column("address", no_wrap=True)
     table.add_column("reason", no_wrap=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import typer
 
 from tidings.sandbox.settings import (
@@ -125,10 +127,33 @@ def sandbox(
         account_disabled=account_disabled,
         retry_after=retry_after,
     )
+    listener = _bind(host, port)
     typer.echo(
         f"Mailgun sandbox on http://{host}:{port}  (api_url for the SDK)\n"
         f"  domains: {', '.join(settings.domains)}\n"
         f"  API key: {settings.api_key}   webhook signing key: {settings.signing_key}\n"
         f"  inbox:   http://{host}:{port}/sandbox/"
     )
-    uvicorn.run(create_app(settings), host=host, port=port, access_log=access_log, log_level="info")
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, access_log=access_log, log_level="info"
+    )
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything is printed: a port in use is one line."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        typer.echo(
+            f"error: cannot listen on {host}:{port}: {exc.strerror or exc}. Is another server "
+            "running there? Choose another port with --port.",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    return sock

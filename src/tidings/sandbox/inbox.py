@@ -7,6 +7,7 @@ access, so whatever a template produced cannot touch the page around it.
 
 from __future__ import annotations
 
+import json
 import time
 from html import escape
 from urllib.parse import quote
@@ -25,7 +26,9 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:4px 8px;
 text-align:left;vertical-align:top}th{background:#f4f4f4}code,pre{font-size:13px}
 pre{white-space:pre-wrap;background:#f8f8f8;padding:8px}iframe{width:100%;height:28rem;
-border:1px solid #ccc}.muted{color:#777}.ev-failed{color:#b00}.ev-delivered{color:#070}
+border:1px solid #ccc}.muted{color:#777}
+table.kv{width:auto}table.kv td{border:0;padding:0 8px 0 0}
+.ev-failed{color:#b00}.ev-delivered{color:#070}
 """
 
 
@@ -41,6 +44,29 @@ def _when(epoch: float) -> str:
     return (
         time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) + f".{int(epoch % 1 * 1000):03d}"
     )
+
+
+def _readable(value: object) -> str:
+    """A field as a person reads it (escaped HTML): a list of addresses or tags as a comma
+    separated line, a mapping (variables, options) as a small table, never a Python repr."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "<span class='muted'>none</span>"
+    if isinstance(value, list):
+        return escape(", ".join(str(item) for item in value))
+    if isinstance(value, dict):
+        rows = "".join(
+            f"<tr><td><code>{escape(str(k))}</code></td><td>{escape(_scalar(v))}</td></tr>"
+            for k, v in value.items()
+        )
+        return f"<table class='kv'>{rows}</table>"
+    return escape(str(value))
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    # A variable Mailgun was given as JSON: shown as the JSON it was, not as Python.
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _subject(copy: MessageCopy) -> str:
@@ -90,7 +116,7 @@ def inbox_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
             return _page("Not found", "<p>No such message. <a href='../'>Back</a></p>")
         info = copy.describe()
         fields = "".join(
-            f"<tr><th>{escape(name)}</th><td>{escape(str(info[name]))}</td></tr>"
+            f"<tr><th>{escape(name)}</th><td>{_readable(info[name])}</td></tr>"
             for name in (
                 "id",
                 "from",
@@ -106,7 +132,8 @@ def inbox_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
             )
         )
         headers = "".join(
-            f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in copy.headers.items()
+            f"<tr><th>{escape(k)}</th><td>{escape(_scalar(v))}</td></tr>"
+            for k, v in copy.headers.items()
         )
         mid = quote(copy.message_id, safe="@")
         parts = "".join(

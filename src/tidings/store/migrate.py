@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
@@ -22,6 +23,11 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def upgrade_connection(connection: Connection, revision: str = "head") -> None:
     """Bring the database behind a (sync) ``connection`` to ``revision``."""
+    if connection.dialect.name == "postgresql":
+        # Processes that start together (an API and its workers) must not migrate at once:
+        # the first holds this lock until its transaction commits, the others then find
+        # the database up to date. (A SQLite file has one writer at a time anyway.)
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('tidings-migrate'))"))
     command.upgrade(alembic_config(connection), revision)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import json
+from collections.abc import Callable, Coroutine
 from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
@@ -17,6 +18,7 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.exceptions import HTTPException
 
@@ -86,8 +88,31 @@ async def require_session(request: Request) -> None:
     )
 
 
+class _PageRoute(APIRoute):
+    """A page whose redirects (to the login form) are bare: a status and a Location, with no
+    JSON error body, as a browser (or curl) expects of a redirect."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                if not 300 <= exc.status_code < 400:
+                    raise
+                return Response(status_code=exc.status_code, headers=exc.headers)
+
+        return handle
+
+
 public = APIRouter(include_in_schema=False)
-pages = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(require_session)])
+pages = APIRouter(
+    prefix="/ui",
+    include_in_schema=False,
+    dependencies=[Depends(require_session)],
+    route_class=_PageRoute,
+)
 
 
 # -- login, logout, static files -----------------------------------------------------------
@@ -121,7 +146,7 @@ async def login(
             next=target,
             error="This login form was posted from another site.",
         )
-    if not ring.accepts(key.strip()):
+    if not await ring.verify(key.strip()):
         return render(
             request,
             "login.html",

@@ -1,0 +1,47 @@
+"""The command lines of Tidings' scale-out processes, defined once.
+
+`compose.yaml` runs exactly these (checked by tests/test_deploy_files.py), and the tests that
+start real processes run them too (``spawn``), so the deployment and the tests cannot drift
+apart. Where they listen and which database they share come from the environment
+(TIDINGS_HOST, TIDINGS_PORT, TIDINGS_DATABASE_URL), as in the compose file.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+API = ("tidings", "serve", "--no-workers")
+WORKER = ("tidings", "worker")
+
+
+def argv(command: tuple[str, ...]) -> list[str]:
+    """``command`` for this interpreter (``tidings`` is its console script)."""
+    assert command[0] == "tidings"
+    return [sys.executable, "-m", "tidings.cli", *command[1:]]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any Tidings, Mailgun or Courier setting, plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TIDINGS_", "MAILGUN_", "COURIER_"))
+    }
+    env.update(extra)
+    return env
+
+
+def spawn(
+    command: tuple[str, ...], *, cwd: Path, log: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` with its output (stdout and stderr) in ``log``."""
+    return subprocess.Popen(
+        argv(command),
+        cwd=cwd,
+        env=clean_env(**env),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
