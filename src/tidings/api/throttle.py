@@ -144,6 +144,11 @@ class Throttle:
         while len(self._trusted) > MAX_TRUSTED:
             self._trusted.popitem(last=False)
 
+    @property
+    def tracked(self) -> int:
+        """How many addresses' failures are remembered."""
+        return len(self._buckets)
+
     # -- inside ----------------------------------------------------------------------------
 
     def _is_trusted(self, key: str, now: float) -> bool:
