@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -318,6 +319,15 @@ async def build_app(
     return app
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _announce(rt: Runtime, report: StartupReport) -> None:
     """Say plainly, once, how this server is set up (and the generated key, if any)."""
     from rich.console import Console
@@ -347,7 +357,7 @@ def _announce(rt: Runtime, report: StartupReport) -> None:
         else:
             listening = (
                 ""
-                if rt.settings.host in ("127.0.0.1", "localhost", "::1")
+                if _is_loopback(rt.settings.host)
                 else f" (the API itself listens on {rt.settings.host}, open to the network)"
             )
             console.print(
