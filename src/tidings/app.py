@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,16 +112,21 @@ async def ensure_providers(rt: Runtime, report: StartupReport) -> None:
             await providers.retire_sandbox_default(conn, prefer_origin="env")
 
 
+def _sandbox_keys() -> dict[str, str]:
+    """A fresh API key and signing key for this installation's embedded sandbox: the
+    sandbox's well-known defaults would let anyone read the signing key and forge webhooks."""
+    return {"api_key": "key-" + secrets.token_hex(16), "webhook_signing_key": secrets.token_hex(24)}
+
+
 async def ensure_sandbox_provider(db: Database, public_url: str) -> StoredProvider:
-    """The configuration that sends to the embedded sandbox (kept pointing at this server)."""
+    """The configuration that sends to the embedded sandbox (kept pointing at this server),
+    with keys of its own, generated once and kept in it."""
     from tidings.sandbox.settings import DEFAULT_API_KEY, DEFAULT_DOMAIN, DEFAULT_SIGNING_KEY
 
     wanted = {
-        "api_key": DEFAULT_API_KEY,
         "domain": DEFAULT_DOMAIN,
         "host": f"{public_url.rstrip('/')}/sandbox",
         "from_address": f"Tidings Sandbox <no-reply@{DEFAULT_DOMAIN}>",
-        "webhook_signing_key": DEFAULT_SIGNING_KEY,
         "polling": "on",
     }
     async with db.write() as conn:
@@ -129,18 +136,27 @@ async def ensure_sandbox_provider(db: Database, public_url: str) -> StoredProvid
             return await providers.create(
                 conn,
                 provider="mailgun",
-                settings=wanted,
+                settings={**wanted, **_sandbox_keys()},
                 title="Sandbox (local, nothing leaves this machine)",
                 origin="sandbox",
                 is_default=not others,
             )
-        if current.settings.get("host") != wanted["host"]:
+        fresh = _sandbox_keys()
+        # A database made before the keys were generated holds the public defaults.
+        keys = {
+            name: fresh[name]
+            for name, default in (
+                ("api_key", DEFAULT_API_KEY),
+                ("webhook_signing_key", DEFAULT_SIGNING_KEY),
+            )
+            if current.settings.get(name) in (None, "", default)
+        }
+        if current.settings.get("host") != wanted["host"] or keys:
+            settings = {**current.settings, **keys}
+            if current.settings.get("host") != wanted["host"]:
+                settings.update(wanted)
             updated = await providers.update(
-                conn,
-                current.id,
-                settings={**current.settings, **wanted},
-                alias=current.alias,
-                title=current.title,
+                conn, current.id, settings=settings, alias=current.alias, title=current.title
             )
             assert updated is not None
             return updated
@@ -255,8 +271,8 @@ def create_app(
     app.add_middleware(guard.RequestGuard)
 
     # Sandbox mode is decided before serving (it needs the database), see `build_app`.
-    app.state.mount_sandbox = lambda webhook_url: _mount_sandbox(
-        app, rt, sandbox_holder, webhook_url
+    app.state.mount_sandbox = lambda webhook_url, provider: _mount_sandbox(
+        app, rt, sandbox_holder, webhook_url, provider
     )
     return app
 
@@ -276,13 +292,28 @@ def body_limits(settings: Settings) -> guard.BodyLimits:
     )
 
 
-def _mount_sandbox(app: FastAPI, rt: Runtime, holder: dict[str, Any], webhook_url: str) -> None:
+def _mount_sandbox(
+    app: FastAPI,
+    rt: Runtime,
+    holder: dict[str, Any],
+    webhook_url: str,
+    provider: StoredProvider,
+) -> None:
     """Mount the Mailgun sandbox at /sandbox, with this server's webhook URL registered for
-    every event kind, so the whole flow (send, events, signed webhooks) works locally."""
+    every event kind, so the whole flow (send, events, signed webhooks) works locally. It
+    takes its keys from its stored configuration; its inbox and inspection APIs answer only
+    loopback clients unless TIDINGS_SANDBOX_EXPOSE is on."""
     from tidings.sandbox import Sandbox, SandboxSettings
 
     rt.sandbox_mode = True
-    sandbox = Sandbox(SandboxSettings(webhook_urls=[webhook_url]))
+    sandbox = Sandbox(
+        SandboxSettings(
+            webhook_urls=[webhook_url],
+            api_key=str(provider.settings["api_key"]),
+            signing_key=str(provider.settings["webhook_signing_key"]),
+            inspection_loopback_only=not rt.settings.sandbox_expose,
+        )
+    )
     holder["sandbox"] = sandbox
     app.mount("/sandbox", sandbox.asgi(""))
 
@@ -307,9 +338,19 @@ async def build_app(
     app = create_app(settings, run_workers=run_workers, report=report)
     if sandbox_provider is not None:
         app.state.mount_sandbox(
-            f"{public_url.rstrip('/')}/webhooks/mailgun/{sandbox_provider.webhook_token}"
+            f"{public_url.rstrip('/')}/webhooks/mailgun/{sandbox_provider.webhook_token}",
+            sandbox_provider,
         )
     return app
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _announce(rt: Runtime, report: StartupReport) -> None:
@@ -337,3 +378,19 @@ def _announce(rt: Runtime, report: StartupReport) -> None:
             "machine. Set MAILGUN_API_KEY and MAILGUN_DOMAIN (or POST /providers) to send "
             "for real."
         )
+        if rt.settings.sandbox_expose:
+            console.print(
+                "[red]TIDINGS_SANDBOX_EXPOSE is on:[/red] anyone who can reach this port can "
+                "read the sandbox's mail (/sandbox/) and switch its faults."
+            )
+        else:
+            listening = (
+                ""
+                if _is_loopback(rt.settings.host)
+                else f" (the API itself listens on {rt.settings.host}, open to the network)"
+            )
+            console.print(
+                "[cyan]The sandbox is loopback-only:[/cyan] its inbox, inspection and fault "
+                f"APIs (/sandbox/) answer only clients on this machine{listening}. Set "
+                "TIDINGS_SANDBOX_EXPOSE=1 to open them."
+            )

@@ -122,6 +122,9 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level="warning",
+        # uvicorn's own handlers would print its records (tracebacks included) unmasked:
+        # without them they reach the root handler, which masks secrets.
+        log_config=None,
         timeout_graceful_shutdown=30,
     )
     Server(config).run(sockets=[listener])

@@ -141,6 +141,28 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="/health/ready: how long the database may take to answer."
     )
 
+    # Access: throttling of wrong keys, UI sessions, the embedded sandbox's inspection API.
+    auth_fail_burst: int = Field(
+        default=10, ge=1, description="Wrong keys one client address may try at once."
+    )
+    auth_fail_per_minute: float = Field(
+        default=10.0, gt=0, description="Then this many more per minute (per address)."
+    )
+    auth_fail_global_burst: int = Field(
+        default=200, ge=1, description="Wrong keys all addresses together may try at once."
+    )
+    auth_fail_global_per_minute: float = Field(
+        default=120.0, gt=0, description="Then this many more per minute (all addresses)."
+    )
+    ui_session_ttl_s: float = Field(
+        default=12 * 3600.0, gt=0, le=366 * 24 * 3600.0, description="How long a UI login lasts."
+    )
+    sandbox_expose: bool = Field(
+        default=False,
+        description="Let any client reach the embedded sandbox's inbox, inspection and fault "
+        "APIs; off: loopback clients only.",
+    )
+
     mailgun_api_key: SecretStr | None = Field(default=None, validation_alias="MAILGUN_API_KEY")
     mailgun_domain: str | None = Field(default=None, validation_alias="MAILGUN_DOMAIN")
     mailgun_host: str | None = Field(default=None, validation_alias="MAILGUN_HOST")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from tidings.api.auth import KeyRing
+from tidings.api.throttle import Limits, Throttle
 from tidings.config import Settings
 from tidings.metrics import Metrics
 from tidings.render.pool import PoolConfig, RenderPool, default_size
@@ -50,11 +51,22 @@ class Runtime:
     # Worker processes that render user templates; started by the wiring that runs the
     # dispatcher (none for an API-only process), closed at shutdown.
     render_pool: RenderPool = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.render_pool = RenderPool(render_pool_config(self.settings))
     # The background loops running in this process, by name (none in an API-only process).
     loops: dict[str, LoopHealth] = field(default_factory=dict)
+    # Failed keys per client address and overall (in memory: each process counts its own).
+    throttle: Throttle = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.render_pool = RenderPool(render_pool_config(s))
+        self.throttle = Throttle(
+            Limits(
+                burst=s.auth_fail_burst,
+                per_minute=s.auth_fail_per_minute,
+                global_burst=s.auth_fail_global_burst,
+                global_per_minute=s.auth_fail_global_per_minute,
+            )
+        )
 
     def wake(self) -> None:
         self.wakeup.set()

@@ -13,6 +13,7 @@ import signal
 import structlog
 
 from tidings.api.auth import KeyRing
+from tidings.app import register_secrets
 from tidings.config import Settings
 from tidings.providers.mailgun.client import MailgunClient, Timeouts
 from tidings.runtime import Runtime
@@ -30,6 +31,7 @@ async def run_worker(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     db = Database(settings.database_url)
     rt = Runtime(settings=settings, db=db, keyring=KeyRing(None, []))
+    await register_secrets(rt)  # the stored provider keys, masked in this process's logs too
     client = MailgunClient(
         timeouts=Timeouts(
             connect=10.0, read=settings.send_timeout_s, total=settings.send_timeout_s + 10

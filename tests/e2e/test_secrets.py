@@ -68,16 +68,15 @@ def test_no_secret_in_answers_logs_or_history(tmp_path: Path) -> None:
                 event_hooks={"response": [record]},
                 timeout=30,
             )
-            started = time.monotonic() + 60  # a safety net: a loaded machine starts slowly
+            deadline = time.monotonic() + 60  # a loaded machine starts slowly
             while True:
                 try:
                     if client.get("/health").status_code == 200:
                         break
                 except httpx.HTTPError:
-                    pass
-                assert proc.poll() is None, log.read_text(errors="replace")
-                assert time.monotonic() < started, "tidings serve did not start"
-                time.sleep(0.1)
+                    assert time.monotonic() < deadline, log.read_text(errors="replace")
+                    assert proc.poll() is None, log.read_text(errors="replace")
+                    time.sleep(0.1)
             providers = client.get("/providers").json()["results"]
             provider_id = providers[0]["id"]
             client.get(f"/providers/{provider_id}")
@@ -166,3 +165,126 @@ def test_no_secret_in_answers_logs_or_history(tmp_path: Path) -> None:
         dump = json.dumps(db.execute(f"select * from {table}").fetchall(), default=str)
         for secret in (TIDINGS_KEY, MAILGUN_KEY, SIGNING_KEY):
             assert secret not in dump, f"secret ending {secret[-4:]} in table {table}"
+
+
+# -- a database error with a per-message key in the message ---------------------------------
+
+OVERRIDE_KEY = "key-overrideOnlyInTheMessage0123456789WXYZ"
+REFUSED = "refused@example.test"
+
+
+def _serve(workdir: Path, **env_extra: str) -> tuple[subprocess.Popen[bytes], Path, str]:
+    """`tidings serve` in sandbox mode; its stdout and stderr go to a file."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = workdir / f"serve-{port}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "MAILGUN_"))}
+    env.update(TIDINGS_API_KEY=TIDINGS_KEY, TIDINGS_LOG_LEVEL="debug", **env_extra)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tidings.cli", "serve", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, log, url
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, log.read_text(errors="replace")
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("tidings serve did not start:\n" + log.read_text(errors="replace"))
+
+
+def _send_with_override_key(url: str, to: str) -> httpx.Response:
+    return httpx.post(
+        f"{url}/send",
+        headers={"Authorization": f"Bearer {TIDINGS_KEY}"},
+        json={
+            "message": {
+                "to": {"email": to},
+                "content": {"title": "t", "body": "b"},
+                "providers": {"mailgun": {"override": {"config": {"apiKey": OVERRIDE_KEY}}}},
+            }
+        },
+        timeout=30,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _assert_key_kept_out(logs: str) -> None:
+    assert "IntegrityError" in logs, logs[-3000:]  # the failure was logged...
+    # ...without the key: nothing of it but, at most, its last four characters.
+    assert OVERRIDE_KEY[:-4] not in logs, "the per-message key is in the log"
+    assert OVERRIDE_KEY[:12] not in logs
+    assert TIDINGS_KEY not in logs
+
+
+def test_a_database_error_does_not_log_a_per_message_key_sqlite(tmp_path: Path) -> None:
+    """A real SQLite error: a trigger refuses one recipient's row (as a constraint would)."""
+    import sqlite3
+
+    proc, log, url = _serve(tmp_path)
+    try:
+        db = sqlite3.connect(tmp_path / "tidings.db")
+        db.execute(
+            "CREATE TRIGGER refuse_one BEFORE INSERT ON messages "
+            f"WHEN NEW.recipient_email = '{REFUSED}' "
+            "BEGIN SELECT RAISE(ABORT, 'this recipient is refused by a trigger'); END"
+        )
+        db.commit()
+        db.close()
+        answer = _send_with_override_key(url, REFUSED)
+        assert answer.status_code >= 500, answer.text
+        assert OVERRIDE_KEY not in answer.text
+        # The database works for everyone else.
+        assert _send_with_override_key(url, "fine@example.test").status_code == 202
+    finally:
+        _stop(proc)
+    _assert_key_kept_out(log.read_text(errors="replace"))
+
+
+def test_a_database_error_does_not_log_a_per_message_key_postgres(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A real PostgreSQL error whose text quotes the whole row ("Failing row contains ...",
+    the message's payload with its key among it): a CHECK constraint refuses one recipient."""
+    import asyncio
+
+    import asyncpg
+    import sqlalchemy as sa
+
+    proc, log, url = _serve(tmp_path, TIDINGS_DATABASE_URL=postgres_url)
+    try:
+        dsn = sa.make_url(postgres_url).set(drivername="postgresql")
+
+        async def constrain() -> None:
+            conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+            try:
+                await conn.execute(
+                    "ALTER TABLE messages ADD CONSTRAINT refuse_one "
+                    f"CHECK (recipient_email IS DISTINCT FROM '{REFUSED}')"
+                )
+            finally:
+                await conn.close()
+
+        asyncio.run(constrain())
+        answer = _send_with_override_key(url, REFUSED)
+        assert answer.status_code >= 500, answer.text
+        assert OVERRIDE_KEY not in answer.text
+        assert _send_with_override_key(url, "fine@example.test").status_code == 202
+    finally:
+        _stop(proc)
+    _assert_key_kept_out(log.read_text(errors="replace"))

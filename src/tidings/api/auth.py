@@ -1,15 +1,15 @@
-"""Auth for the API: a bearer token, or the signed session cookie the UI's login form sets.
+"""Auth for the API: a bearer token, or the UI's session cookie (see ``api.sessions``).
 
-The session cookie never carries the API key. It holds ``<expiry>.<HMAC(secret, expiry)>``,
-where the secret is derived from what opens the API (the stored key hashes and the hash of
-the configured key). Every process that shares the database and configuration derives the
-same secret, so a session survives restarts and works on every API process; adding or
-removing a key changes the secret and so ends every session.
+The session cookie never carries the API key: it holds a random token whose hash is stored
+(``ui_sessions``), so logging out ends it everywhere and a restart keeps it.
 
 A request authenticated by the cookie alone may only change something (POST, PATCH, ...)
 when it also carries the ``X-Tidings-UI`` header: a browser adds a custom header to a
 cross-origin request only after a CORS preflight, which Tidings never grants, so another site
 cannot drive the API with a logged-in user's cookie.
+
+Wrong keys are throttled per client address and overall (``api.throttle``): a throttled
+client gets 429 with ``Retry-After`` before its key is even looked at.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from datetime import datetime
 import structlog
 from fastapi import Request
 
+from tidings.api import throttle
+from tidings.api.sessions import has_session
 from tidings.errors import Unauthorized
 from tidings.store import api_keys
 from tidings.store.clock import utcnow
@@ -30,8 +32,6 @@ from tidings.store.database import Database
 
 log = structlog.get_logger("tidings.auth")
 
-SESSION_COOKIE = "tidings_session"
-SESSION_TTL_S = 12 * 3600
 CSRF_HEADER = "x-tidings-ui"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Domain separation: the same hashes must never give a secret usable for anything else.
@@ -141,30 +141,6 @@ class KeyRing:
         return hmac.new(_SESSION_LABEL, "\n".join(parts).encode(), hashlib.sha256).digest()
 
 
-def _signature(ring: KeyRing, expiry: int) -> str:
-    return hmac.new(ring.session_secret(), str(expiry).encode(), hashlib.sha256).hexdigest()
-
-
-def issue_session(ring: KeyRing, *, now: float | None = None, ttl_s: int = SESSION_TTL_S) -> str:
-    """A cookie value for a user who has just shown a valid key."""
-    expiry = int((time.time() if now is None else now) + ttl_s)
-    return f"{expiry}.{_signature(ring, expiry)}"
-
-
-def session_valid(ring: KeyRing, value: str | None, *, now: float | None = None) -> bool:
-    """True for an unexpired cookie signed with the current secret."""
-    if not value or ring.empty:
-        # With no key at all the secret would be a public constant: nothing may open.
-        return False
-    expiry_text, _, signature = value.partition(".")
-    if not expiry_text.isdigit() or not signature:
-        return False
-    expiry = int(expiry_text)
-    if expiry <= (time.time() if now is None else now):
-        return False
-    return hmac.compare_digest(signature, _signature(ring, expiry))
-
-
 def presented_key(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -173,16 +149,16 @@ def presented_key(request: Request) -> str:
     return ""
 
 
-def has_session(request: Request) -> bool:
-    ring: KeyRing = request.app.state.runtime.keyring
-    return session_valid(ring, request.cookies.get(SESSION_COOKIE))
-
-
 async def require_api_key(request: Request) -> None:
     ring: KeyRing = request.app.state.runtime.keyring
-    if await ring.verify(presented_key(request)):
+    throttle.refuse_if_throttled(request)
+    key = presented_key(request)
+    if await ring.verify(key):
+        throttle.note_success(request)
         return
-    if has_session(request):
+    if key:
+        throttle.note_failure(request)
+    if await has_session(request):
         if request.method in _SAFE_METHODS or request.headers.get(CSRF_HEADER):
             return
         raise Unauthorized(

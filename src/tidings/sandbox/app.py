@@ -9,6 +9,7 @@ framework on the hot path.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -17,10 +18,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tidings.sandbox.core import Sandbox
+from tidings.sandbox.errors import json_response
 from tidings.sandbox.events_api import events_endpoints
 from tidings.sandbox.inbox import inbox_endpoints
 from tidings.sandbox.inspection import inspection_endpoints
-from tidings.sandbox.messages_api import send_endpoint
+from tidings.sandbox.messages_api import Endpoint, send_endpoint
 from tidings.sandbox.settings import SandboxSettings
 from tidings.sandbox.webhooks_api import webhooks_endpoints
 
@@ -29,8 +31,9 @@ def build_app(sandbox: Sandbox, prefix: str = "/sandbox") -> Starlette:
     prefix = prefix.rstrip("/")
     list_events, events_page = events_endpoints(sandbox)
     hooks = webhooks_endpoints(sandbox)
-    inspect = inspection_endpoints(sandbox)
-    inbox = inbox_endpoints(sandbox)
+    local = _loopback_only if sandbox.settings.inspection_loopback_only else _anyone
+    inspect = {name: local(fn) for name, fn in inspection_endpoints(sandbox).items()}
+    inbox = {name: local(fn) for name, fn in inbox_endpoints(sandbox).items()}
     routes: list[BaseRoute] = [
         Route("/v3/{domain}/messages", send_endpoint(sandbox), methods=["POST"]),
         Route("/v3/{domain}/events", list_events, methods=["GET"]),
@@ -74,6 +77,41 @@ def build_app(sandbox: Sandbox, prefix: str = "/sandbox") -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = sandbox
     return app
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for a client on this machine (127.0.0.0/8, ::1, an IPv4-mapped loopback)."""
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _anyone(endpoint: Endpoint) -> Endpoint:
+    return endpoint
+
+
+def _loopback_only(endpoint: Endpoint) -> Endpoint:
+    """Refuse clients that are not on this machine. The address is the one the server gives
+    (behind a proxy that it trusts, the client the proxy names)."""
+
+    async def guarded(request: Request) -> Response:
+        if not is_loopback(request.client.host if request.client else None):
+            return json_response(
+                {
+                    "message": "The sandbox's inbox, inspection and fault APIs answer only "
+                    "clients on this machine (loopback)."
+                },
+                403,
+            )
+        return await endpoint(request)
+
+    return guarded
 
 
 def create_app(settings: SandboxSettings | None = None) -> Starlette:

@@ -64,3 +64,7 @@ class SandboxSettings:
     webhook_urls: list[str] = field(default_factory=list)
     webhook_timeout: float = 10.0
     max_message_bytes: int = 25 * 1024 * 1024
+    # Only loopback clients may use the inbox, inspection and fault APIs (the Mailgun API
+    # itself is guarded by the API key). Off standalone: a local tool; on when embedded in
+    # a server that may listen on every interface.
+    inspection_loopback_only: bool = False

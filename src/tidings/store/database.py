@@ -79,8 +79,10 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._sqlite = SqliteBackend(self.url) if self.is_sqlite else None
         if self._sqlite is None:
+            # hide_parameters: a database error's text (logged, or shown in a traceback)
+            # must not carry the values of a statement, which hold what a message carried.
             self._engine = create_async_engine(
-                self.url, pool_size=10, max_overflow=20, pool_pre_ping=True
+                self.url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
             )
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._pending: list[tuple[Work, asyncio.Future[Any], contextvars.Context]] = []
@@ -91,7 +93,7 @@ class Database:
         """An async engine on the database. Tidings itself uses it only for PostgreSQL; for
         SQLite one is made on demand (its own connections, like another process's)."""
         if self._engine is None:
-            self._engine = create_async_engine(self.url)
+            self._engine = create_async_engine(self.url, hide_parameters=True)
             event.listen(self._engine.sync_engine, "connect", sqlite_pragmas)
         return self._engine
 

@@ -341,10 +341,13 @@ class SqliteBackend:
         self.memory = sync_url.database in (None, "", ":memory:") or "mode=memory" in str(sync_url)
         # Connections are opened and kept by this class (NullPool: the engine keeps none).
         # An in-memory database exists once per connection: there, everything shares one.
+        # hide_parameters: errors (raised to callers, or logged by the threads below) never
+        # carry a statement's values.
         self.engine: Engine = sa.create_engine(
             sync_url,
             poolclass=StaticPool if self.memory else NullPool,
             connect_args={"check_same_thread": False},
+            hide_parameters=True,
         )
         event.listen(self.engine, "connect", sqlite_pragmas)
         self.writer = Workers("tidings-sqlite-writer", 1)

@@ -22,15 +22,10 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.exceptions import HTTPException
 
-from tidings.api.auth import (
-    CSRF_HEADER,
-    SESSION_COOKIE,
-    SESSION_TTL_S,
-    KeyRing,
-    has_session,
-    issue_session,
-)
+from tidings.api import throttle
+from tidings.api.auth import CSRF_HEADER, KeyRing
 from tidings.api.providers import webhook_url
+from tidings.api.sessions import SESSION_COOKIE, close_session, has_session, open_session
 from tidings.runtime import Runtime, runtime
 from tidings.store import messages as store
 from tidings.store import providers
@@ -78,7 +73,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 
 async def require_session(request: Request) -> None:
     """Send a browser without a valid session to the login form, then back here."""
-    if has_session(request):
+    throttle.refuse_if_throttled(request)
+    if await has_session(request):
         return
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     raise HTTPException(
@@ -146,7 +142,17 @@ async def login(
             next=target,
             error="This login form was posted from another site.",
         )
+    try:
+        throttle.refuse_if_throttled(request)
+    except HTTPException as refused:
+        page = render(
+            request, "login.html", status_code=429, next=target, error=str(refused.detail)
+        )
+        page.headers.update(refused.headers or {})
+        return page
     if not await ring.verify(key.strip()):
+        if key.strip():
+            throttle.note_failure(request)
         return render(
             request,
             "login.html",
@@ -155,11 +161,12 @@ async def login(
             error="That key does not open this server. Use the value of TIDINGS_API_KEY "
             "(or the key printed when the server first started).",
         )
+    throttle.note_success(request)
     response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
     response.set_cookie(
         SESSION_COOKIE,
-        issue_session(ring),
-        max_age=SESSION_TTL_S,
+        await open_session(rt),
+        max_age=int(rt.settings.ui_session_ttl_s),
         path="/",  # the SSE and API endpoints the pages call live outside /ui
         httponly=True,
         samesite="lax",
@@ -180,7 +187,9 @@ def _same_origin(request: Request) -> bool:
 
 
 @public.post("/ui/logout")
-async def logout() -> Response:
+async def logout(request: Request, rt: Runtime = Depends(runtime)) -> Response:
+    # The row goes: a copy of the cookie kept anywhere opens nothing any more.
+    await close_session(rt, request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/ui/login", status_code=303, headers=SECURITY_HEADERS)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
     return response
