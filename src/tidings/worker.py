@@ -10,6 +10,7 @@ import structlog
 from tidings.api.auth import KeyRing
 from tidings.config import Settings
 from tidings.providers.mailgun.client import MailgunClient, Timeouts
+from tidings.providers.outbound import Outbound
 from tidings.runtime import Runtime
 from tidings.store.database import Database
 from tidings.workers.dispatcher import Dispatcher
@@ -26,7 +27,8 @@ async def run_worker(settings: Settings) -> None:
     client = MailgunClient(
         timeouts=Timeouts(
             connect=10.0, read=settings.send_timeout_s, total=settings.send_timeout_s + 10
-        )
+        ),
+        outbound=Outbound(rt.network_policy(), settings.dns_server),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
