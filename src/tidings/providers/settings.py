@@ -154,6 +154,18 @@ def override_values(model: type[BaseModel], override: Mapping[str, Any]) -> dict
     return values
 
 
+def _as_url(value: Any) -> str:
+    text = str(value).strip()
+    return text if "://" in text else f"https://{text}"
+
+
+def _same_target(new: Any, old: Any) -> bool:
+    """Two spellings of one target (``api.mailgun.net``, ``https://api.mailgun.net/``)."""
+    if new is None or old is None:
+        return new is old
+    return _as_url(new).rstrip("/").lower() == _as_url(old).rstrip("/").lower()
+
+
 def merge_override(
     model: type[S],
     stored: Mapping[str, Any] | None,
@@ -191,7 +203,7 @@ def merge_override(
             continue
         new = getattr(merged, name) if merged is not None else changes[name]
         old = getattr(original, name) if original is not None else None
-        if new == old:
+        if _same_target(new, old):
             continue
         field = key_path(path, _camel(name))
         missing = [c for c in credentials if not changes.get(c)]
@@ -202,10 +214,7 @@ def merge_override(
                 f"{key_path(path, _camel(missing[0]))}: a stored key is only ever sent to "
                 "the stored host",
             )
-        if name == "host":
-            wanted = origin_of(new if "://" in str(new) else f"https://{new}")
-        else:
-            wanted = origin_of(str(new))
+        wanted = origin_of(_as_url(new))
         if wanted not in known | trusted:
             own = ", ".join(sorted(o.rsplit(":", 1)[0] for o in known)) if name == "host" else ""
             raise ValidationError(
