@@ -24,6 +24,7 @@ and lives in :mod:`tidings.domain.network`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Callable
@@ -254,5 +255,8 @@ class Outbound:
         reason = await self.refusal(url, trust=trust)
         if reason:
             parts = urlsplit(url)
-            shown = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+            host = parts.hostname or ""
+            shown = f"{parts.scheme}://" + (f"[{host}]" if ":" in host else host)
+            with contextlib.suppress(ValueError):
+                shown += f":{parts.port}" if parts.port else ""
             raise ValidationError(path, f"{shown} is refused: {reason}; {_FIX}")
