@@ -369,3 +369,46 @@ def test_status_webhook_last_error_is_a_short_excerpt(
         assert len(error) <= len("HTTP 500: ") + 200
         assert "<" not in error and "leak()" not in error and BEYOND not in error
     table("status webhook lastError", [(f"{capture.url}/hook", errors[0])])
+
+
+def test_attempt_history_keeps_only_an_excerpt_of_a_foreign_hosts_answer(
+    start_tidings: Callable[..., RunningTidings], capture: Capture
+) -> None:
+    """A host that is not Mailgun's (here allowed as the operator's own) answers 500 with a
+    page: the attempt history keeps its status and a short excerpt, not the page."""
+    server = start_tidings(provider_hosts=capture.url)
+    with server.http() as http:
+        created = http.post(
+            "/providers",
+            json={
+                "provider": "mailgun",
+                "settings": {
+                    "api_key": "key-stored-secret-0000",
+                    "domain": "mg.tidings.test",
+                    "host": capture.url,
+                    "polling": "off",
+                },
+            },
+        )
+        assert created.status_code == 200, created.text
+        request_id = http.post(
+            "/send",
+            json={"message": {"to": {"email": "a@example.test"}, "content": {"body": "hi"}}},
+        ).json()["requestId"]
+
+    def answers() -> list[dict[str, Any]]:
+        return [
+            entry["response"]
+            for entry in server.history(request_id)
+            if isinstance(entry.get("response"), dict)
+        ]
+
+    assert wait_until(lambda: bool(answers()))
+    first = answers()[0]
+    assert first["status"] == 500
+    body = str(first["body"])
+    assert body.startswith("Internal admin xxx") and len(body) <= 200
+    assert "<" not in body and "leak()" not in body and BEYOND not in body
+    history = str(server.history(request_id))
+    assert BEYOND not in history and "<h1>" not in history
+    table("attempt history of a foreign host", [(capture.url, f"500, body: {body[:60]}…")])
