@@ -136,6 +136,8 @@ async def _check_override_config(msg: MessageIn, rt: Runtime) -> None:
         )
     except ValidationError as exc:
         raise BadRequest(str(exc)) from None
+    except PydanticValidationError:
+        return  # the stored configuration itself is broken: the dispatcher says so
 
 
 def _prefixed(exc: PydanticValidationError, prefix: tuple[str, ...]) -> str:

@@ -183,11 +183,12 @@ def merge_override(
     targets: tuple[str, ...] = getattr(model, "TARGET_FIELDS", ())
     credentials: tuple[str, ...] = getattr(model, "CREDENTIAL_FIELDS", ())
     known: frozenset[str] = getattr(model, "KNOWN_ORIGINS", frozenset())
-    original: S | None = None
+    # A stored configuration that does not validate is the configuration's fault, not the
+    # override's: its own error, unprefixed.
+    original: S | None = model.model_validate(dict(stored)) if stored is not None else None
     merged: S | None = None
     try:
         if stored is not None:
-            original = model.model_validate(dict(stored))
             merged = model.model_validate({**stored, **changes})
         elif "host" in changes:
             changes["host"] = base_url_for(str(changes["host"]))
