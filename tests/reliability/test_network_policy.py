@@ -412,3 +412,35 @@ def test_attempt_history_keeps_only_an_excerpt_of_a_foreign_hosts_answer(
     history = str(server.history(request_id))
     assert BEYOND not in history and "<h1>" not in history
     table("attempt history of a foreign host", [(capture.url, f"500, body: {body[:60]}…")])
+
+
+def test_status_webhook_rebinding_is_refused_at_connect_time(
+    start_tidings: Callable[..., RunningTidings],
+    mailgun_sandbox: RunningSandbox,
+    capture: Capture,
+    dns: LoopbackDns,
+) -> None:
+    """The notifier's session is guarded too: an endpoint whose name moves to 127.0.0.1
+    after it was registered gets nothing, and its lastError says why."""
+    server = start_tidings(dns_server=dns.address, notify_retry_base_s=0.05)
+    server.add_provider(mailgun_sandbox, alias="main")
+    port = capture.url.rsplit(":", 1)[1]
+    url = f"http://{REBIND_NAME}:{port}/hook"
+    with server.http() as http:
+        endpoint = http.post("/webhooks/endpoints", json={"url": url})
+        assert endpoint.status_code == 200, endpoint.text
+        dns.serve({(REBIND_NAME, "A"): ["127.0.0.1"]})
+        http.post(
+            "/send",
+            json={"message": {"to": {"email": "a@example.test"}, "content": {"body": "hi"}}},
+        ).raise_for_status()
+
+        def errors() -> list[str]:
+            rows = http.get(f"/webhooks/endpoints/{endpoint.json()['id']}/deliveries").json()
+            return [r["lastError"] for r in rows["results"] if r["lastError"]]
+
+        assert wait_until(lambda: bool(errors()))
+        error = errors()[0]
+    assert "refused by the outbound network policy" in error, error
+    assert capture.requests == []
+    table("status webhook, DNS rebinding", [(url, error[:110] + "…")])

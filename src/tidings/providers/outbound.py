@@ -62,6 +62,10 @@ class TargetRefused(OSError):
     """A connection the outbound network policy does not allow (raised where aiohttp expects
     an ``OSError`` from resolving or connecting, so it surfaces as a connection error)."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.strerror = message  # what aiohttp's connection errors show in their text
+
 
 def refusal_in(error: BaseException | None) -> TargetRefused | None:
     """The policy refusal behind an aiohttp error, if that is what it was."""
