@@ -257,6 +257,7 @@ def test_doctor_route_on_a_running_server(world: World, tmp_path: Path) -> None:
         port=port,
         sandbox=False,
         dns_server=world.dns.address,
+        provider_hosts=world.sandbox_url,  # the operator's own Mailgun stand-in
     )
     app = asyncio.run(build_app(settings))
     headers = {"Authorization": "Bearer tk_doctor_0123456789"}

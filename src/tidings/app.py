@@ -33,6 +33,7 @@ from tidings.api.schemas import SendRequest
 from tidings.config import Settings
 from tidings.logging import register_provider_secrets, register_secret
 from tidings.providers.mailgun.client import MailgunClient, Timeouts
+from tidings.providers.outbound import Outbound
 from tidings.providers.settings import MailgunSettings
 from tidings.runtime import Runtime
 from tidings.store import api_keys, providers
@@ -211,7 +212,8 @@ def create_app(
         client = MailgunClient(
             timeouts=Timeouts(
                 connect=10.0, read=settings.send_timeout_s, total=settings.send_timeout_s + 10
-            )
+            ),
+            outbound=Outbound(rt.network_policy(), settings.dns_server),
         )
         app.state.mailgun = client
         stop = asyncio.Event()

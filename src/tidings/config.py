@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tidings.domain.network import parse_origins
 
 
 class Settings(BaseSettings):
@@ -163,6 +165,18 @@ class Settings(BaseSettings):
         "APIs; off: loopback clients only.",
     )
 
+    # Outbound network policy (README, "Outbound network policy").
+    provider_hosts: str | None = Field(
+        default=None,
+        description="Comma-separated base URLs the operator trusts as provider hosts or "
+        "proxies, e.g. http://127.0.0.1:8025; per-message overrides may name these too.",
+    )
+    allow_private_networks: bool | None = Field(
+        default=None,
+        description="Let targets given through the API reach loopback, link-local and private "
+        "addresses; unset: on in sandbox mode only.",
+    )
+
     mailgun_api_key: SecretStr | None = Field(default=None, validation_alias="MAILGUN_API_KEY")
     mailgun_domain: str | None = Field(default=None, validation_alias="MAILGUN_DOMAIN")
     mailgun_host: str | None = Field(default=None, validation_alias="MAILGUN_HOST")
@@ -170,6 +184,12 @@ class Settings(BaseSettings):
     mailgun_webhook_signing_key: SecretStr | None = Field(
         default=None, validation_alias="MAILGUN_WEBHOOK_SIGNING_KEY"
     )
+
+    @field_validator("provider_hosts")
+    @classmethod
+    def _provider_hosts(cls, value: str | None) -> str | None:
+        parse_origins(value)  # a wrong entry is refused at start, not at the first send
+        return value
 
     @cached_property
     def mailgun_from_env(self) -> bool:

@@ -11,6 +11,7 @@ from fastapi import Request
 from tidings.api.auth import KeyRing
 from tidings.api.throttle import Limits, Throttle
 from tidings.config import Settings
+from tidings.domain.network import OutboundPolicy, origin_of, parse_origins
 from tidings.metrics import Metrics
 from tidings.render.pool import PoolConfig, RenderPool, default_size
 from tidings.render.templating import SandboxLimits
@@ -70,6 +71,23 @@ class Runtime:
 
     def wake(self) -> None:
         self.wakeup.set()
+
+    def network_policy(self) -> OutboundPolicy:
+        """The outbound network policy: what the operator set is trusted (MAILGUN_HOST,
+        TIDINGS_PROVIDER_HOSTS, the embedded sandbox); private networks are open in sandbox
+        mode unless TIDINGS_ALLOW_PRIVATE_NETWORKS says otherwise."""
+        settings = self.settings
+        sandbox = self.sandbox_mode or settings.sandbox is True
+        trusted = set(parse_origins(settings.provider_hosts))
+        if settings.mailgun_host:
+            host = settings.mailgun_host.strip()
+            trusted.add(origin_of(host if "://" in host else f"https://{host}"))
+        if sandbox:
+            trusted.add(origin_of(self.public_url))
+        allow = settings.allow_private_networks
+        return OutboundPolicy(
+            allow_private=sandbox if allow is None else allow, trusted=frozenset(trusted)
+        )
 
 
 def render_pool_config(settings: Settings) -> PoolConfig:

@@ -16,6 +16,7 @@ from tidings.api.auth import KeyRing
 from tidings.app import register_secrets
 from tidings.config import Settings
 from tidings.providers.mailgun.client import MailgunClient, Timeouts
+from tidings.providers.outbound import Outbound
 from tidings.runtime import Runtime
 from tidings.store.database import Database
 from tidings.workers.loops import start_loops
@@ -35,7 +36,8 @@ async def run_worker(settings: Settings) -> None:
     client = MailgunClient(
         timeouts=Timeouts(
             connect=10.0, read=settings.send_timeout_s, total=settings.send_timeout_s + 10
-        )
+        ),
+        outbound=Outbound(rt.network_policy(), settings.dns_server),
     )
     await rt.render_pool.start()
     try:

@@ -152,11 +152,23 @@ def tidings_settings(tmp_path: Path, port: int, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def start_tidings(tmp_path: Path) -> Iterator[Callable[..., RunningTidings]]:
-    """Start a Tidings server (call it with Settings overrides); stopped after the test."""
+def start_tidings(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., RunningTidings]]:
+    """Start a Tidings server (call it with Settings overrides); stopped after the test.
+
+    As an operator would, it lists the test's Mailgun sandboxes in TIDINGS_PROVIDER_HOSTS:
+    they are on loopback, which the outbound network policy refuses otherwise."""
     stack: list[Any] = []
 
     def start(*, run_workers: bool = True, **overrides: Any) -> RunningTidings:
+        sandboxes = [
+            request.getfixturevalue(name).url
+            for name in ("mailgun_sandbox", "eu_sandbox")
+            if name in request.fixturenames
+        ]
+        hosts = [*sandboxes, *filter(None, [overrides.pop("provider_hosts", None)])]
+        overrides["provider_hosts"] = ",".join(hosts) or None
         port = free_port()
         settings = tidings_settings(tmp_path, port, **overrides)
         app = asyncio.run(build_app(settings, run_workers=run_workers))

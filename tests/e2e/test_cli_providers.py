@@ -30,7 +30,8 @@ def dns() -> Iterator[LoopbackDns]:
 
 @pytest.fixture
 def server(start_tidings: Callable[..., RunningTidings], dns: LoopbackDns) -> RunningTidings:
-    return start_tidings(dns_server=dns.address)
+    # The proxy the tests configure (never called) is the operator's own.
+    return start_tidings(dns_server=dns.address, provider_hosts="http://127.0.0.1:3128")
 
 
 def run(server: RunningTidings, *args: str, input: str | None = None) -> Result:

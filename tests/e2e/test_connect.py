@@ -122,14 +122,14 @@ def test_connect_unknown_provider_is_404(tidings_with_mailgun: RunningTidings) -
 
 
 def test_connect_unreachable_mailgun_is_502(
-    tidings_with_mailgun: RunningTidings, mailgun_sandbox: RunningSandbox
+    start_tidings: Callable[..., RunningTidings], mailgun_sandbox: RunningSandbox
 ) -> None:
     from tests.support.servers import free_port
 
-    stored = _add_provider(
-        tidings_with_mailgun, mailgun_sandbox, host=f"http://127.0.0.1:{free_port()}"
-    )
-    with tidings_with_mailgun.http() as http:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    server = start_tidings(provider_hosts=nowhere)  # the operator's own (down) host
+    stored = _add_provider(server, mailgun_sandbox, host=nowhere)
+    with server.http() as http:
         answer = http.post(f"/providers/{stored['id']}/connect")
     assert answer.status_code == 502
     assert "could not reach Mailgun" in answer.json()["message"]

@@ -169,7 +169,7 @@ def settled_until(tmp_path: Path) -> list[tuple[str, str]]:
 
 
 def test_restart_resumes_from_the_cursor(mailgun_sandbox: RunningSandbox, tmp_path: Path) -> None:
-    with running_tidings(tmp_path, **POLLING) as first:
+    with running_tidings(tmp_path, provider_hosts=mailgun_sandbox.url, **POLLING) as first:
         add_provider(first, mailgun_sandbox, "on")
         early = send(first, "ann+click@example.test")
         assert first.wait_status(early, "CLICKED")["status"] == "CLICKED"
@@ -181,7 +181,7 @@ def test_restart_resumes_from_the_cursor(mailgun_sandbox: RunningSandbox, tmp_pa
     cursors = settled_until(tmp_path)
     assert len(cursors) == 1 and cursors[0][0] == f"{mailgun_sandbox.url} mg.tidings.test"
 
-    with running_tidings(tmp_path, **POLLING) as second:
+    with running_tidings(tmp_path, provider_hosts=mailgun_sandbox.url, **POLLING) as second:
         assert second.wait_status(late, "CLICKED")["status"] == "CLICKED"
         more = send(second, "cy+open@example.test")
         assert second.wait_status(more, "OPENED")["status"] == "OPENED"

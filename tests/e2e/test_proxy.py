@@ -102,7 +102,7 @@ def test_server_sends_polls_connects_and_doctors_through_the_proxy(
     mailgun_sandbox: RunningSandbox,
     proxy: RunningProxy,
 ) -> None:
-    server = start_tidings(poll_interval_s=0.1, poll_overlap_s=5)
+    server = start_tidings(poll_interval_s=0.1, poll_overlap_s=5, provider_hosts=proxy.url)
     with server.http() as http:
         created = http.post(
             "/providers",

@@ -233,7 +233,14 @@ def test_eu_host_override_goes_to_that_host_only(
             "content": {"title": "EU", "body": "region"},
             "providers": {
                 "mailgun": {
-                    "override": {"config": {"host": eu_sandbox.url, "domain": "eu.tidings.test"}}
+                    # Another host than the stored one: it must bring its own key.
+                    "override": {
+                        "config": {
+                            "host": eu_sandbox.url,
+                            "domain": "eu.tidings.test",
+                            "apiKey": eu_sandbox.settings.api_key,
+                        }
+                    }
                 }
             },
         }

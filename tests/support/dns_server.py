@@ -4,7 +4,8 @@ Tests must never ask the internet: the doctor is pointed at this server with
 ``TIDINGS_DNS_SERVER=127.0.0.1:PORT``. Records are given as ``{(name, type): [values]}`` in
 zone-file text (``"10 mxa.mailgun.org."`` for MX, ``'"v=spf1 include:mailgun.org ~all"'`` for
 TXT); a name with no records of the asked type answers NOERROR with no answer, an unknown
-name NXDOMAIN, like a real server. Every question is recorded.
+name NXDOMAIN, like a real server. Every question is recorded. ``LoopbackDns.serve`` swaps
+the records while the server runs (a name that changes its address: DNS rebinding).
 """
 
 from __future__ import annotations
@@ -33,10 +34,26 @@ def txt(value: str) -> str:
     return " ".join('"' + chunk.replace('"', '\\"') + '"' for chunk in chunks)
 
 
+Zone = dict[tuple[dns.name.Name, int], list[str]]
+
+
+def _zone(records: Records) -> Zone:
+    zone: Zone = {}
+    for (name, rdtype), values in records.items():
+        key = (dns.name.from_text(name), dns.rdatatype.from_text(rdtype))
+        zone.setdefault(key, []).extend(values)
+    return zone
+
+
 @dataclass
 class LoopbackDns:
     address: str  # "127.0.0.1:PORT", the value for TIDINGS_DNS_SERVER
     questions: list[tuple[str, str]] = field(default_factory=list)
+    zone: Zone = field(default_factory=dict)
+
+    def serve(self, records: Records) -> None:
+        """Answer with ``records`` from now on (one assignment: a query sees old or new)."""
+        self.zone = _zone(records)
 
 
 def _answer(query: dns.message.Message, zone: dict[tuple[dns.name.Name, int], list[str]]) -> bytes:
@@ -57,13 +74,9 @@ def _answer(query: dns.message.Message, zone: dict[tuple[dns.name.Name, int], li
 @contextlib.contextmanager
 def serve_dns(records: Records) -> Iterator[LoopbackDns]:
     """Serve ``records`` on 127.0.0.1 (UDP, a free port) until the block ends."""
-    zone: dict[tuple[dns.name.Name, int], list[str]] = {}
-    for (name, rdtype), values in records.items():
-        key = (dns.name.from_text(name), dns.rdatatype.from_text(rdtype))
-        zone.setdefault(key, []).extend(values)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
-    server = LoopbackDns(f"127.0.0.1:{sock.getsockname()[1]}")
+    server = LoopbackDns(f"127.0.0.1:{sock.getsockname()[1]}", zone=_zone(records))
     stop = threading.Event()
 
     def run() -> None:
@@ -84,7 +97,7 @@ def serve_dns(records: Records) -> Iterator[LoopbackDns]:
                         dns.rdatatype.to_text(question.rdtype),
                     )
                 )
-            sock.sendto(_answer(query, zone), peer)
+            sock.sendto(_answer(query, server.zone), peer)
 
     thread = threading.Thread(target=run, daemon=True, name="loopback-dns")
     thread.start()

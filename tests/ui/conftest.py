@@ -113,7 +113,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIServer]:
     with serve_asgi(sandbox.asgi()) as sandbox_url:
         running_sandbox = RunningSandbox(sandbox_url, sandbox, sandbox.settings)
         port = free_port()
-        settings = tidings_settings(tmp_path_factory.mktemp("ui"), port)
+        settings = tidings_settings(tmp_path_factory.mktemp("ui"), port, provider_hosts=sandbox_url)
         # In a thread of its own: Playwright's sync API keeps an event loop running in this
         # one, and asyncio.run refuses to nest.
         with ThreadPoolExecutor(1) as pool:

@@ -29,6 +29,7 @@ from tidings.providers.mailgun.errors import (
     MailgunConnectionError,
     MailgunError,
 )
+from tidings.providers.outbound import Outbound
 from tidings.providers.settings import MailgunSettings
 from tidings.runtime import Runtime, runtime
 from tidings.store import poll_cursors, providers
@@ -99,6 +100,8 @@ async def doctor_provider(
     """Every doctor check for this configuration; never fails for what it finds."""
     stored, settings = await _load(rt, provider_id)
     config = settings.to_config()
+    outbound = Outbound(rt.network_policy(), rt.settings.dns_server)
+    refusals = [await outbound.refusal(url) for url in (config.proxy_url, config.base_url) if url]
     options = DoctorOptions(
         provider_id=stored.id,
         webhook_url=webhook_url(rt, stored),
@@ -109,6 +112,7 @@ async def doctor_provider(
         poll_interval_s=rt.settings.poll_interval_s,
         auto_after_s=rt.settings.poll_auto_after_s,
         quiet_s=rt.settings.poll_auto_quiet_s,
+        refused="; ".join(r for r in refusals if r) or None,
     )
     report = await run_doctor(_client(request), config, options)
     return {"route": describe_route(config), "polling": settings.polling, **report.as_dict()}

@@ -9,8 +9,10 @@ from pydantic import ValidationError
 
 from tidings.api.errors import describe_validation
 from tidings.api.schemas import ProviderIn, ProviderPatchIn
+from tidings.domain.errors import ValidationError as FieldError
 from tidings.errors import BadRequest, NotFound
 from tidings.logging import register_provider_secrets
+from tidings.providers.outbound import Outbound
 from tidings.providers.settings import MailgunSettings, catalog, public_settings
 from tidings.runtime import Runtime, runtime
 from tidings.store import providers
@@ -52,6 +54,20 @@ def validate_settings(provider: str, settings: dict[str, Any]) -> dict[str, Any]
     valid = parsed.model_dump(mode="json", exclude_none=True)
     register_provider_secrets(valid)
     return valid
+
+
+async def check_targets(rt: Runtime, settings: dict[str, Any]) -> None:
+    """The outbound network policy at creation: every setting that names a target (host,
+    proxy) must not reach a refused address, literally or by what its name resolves to."""
+    outbound = Outbound(rt.network_policy(), rt.settings.dns_server)
+    for name in MailgunSettings.TARGET_FIELDS:
+        value = settings.get(name)
+        if not value:
+            continue
+        try:
+            await outbound.check_target(str(value), f"settings.{name}")
+        except FieldError as exc:
+            raise BadRequest(str(exc)) from None
 
 
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +112,7 @@ async def list_providers(rt: Runtime = Depends(runtime)) -> dict[str, Any]:
 @router.post("", status_code=200)
 async def create_provider(body: ProviderIn, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     settings = validate_settings(body.provider, body.settings)
+    await check_targets(rt, settings)
     async with rt.db.write() as conn:
         if body.alias and await providers.get(conn, body.alias):
             raise BadRequest(f"alias: '{body.alias}' is already used by another configuration")
@@ -122,6 +139,7 @@ async def replace_provider(
     if body.provider != current.provider:
         raise BadRequest(f"provider: must be '{current.provider}' for this configuration")
     settings = validate_settings(body.provider, body.settings)
+    await check_targets(rt, settings)
     async with rt.db.write() as conn:
         stored = await providers.update(
             conn, current.id, settings=settings, alias=body.alias, title=body.title
@@ -141,6 +159,7 @@ async def patch_provider(
     settings = current.settings
     if body.settings is not None:
         settings = validate_settings(current.provider, merge_patch(settings, body.settings))
+        await check_targets(rt, settings)
     async with rt.db.write() as conn:
         stored = await providers.update(
             conn,

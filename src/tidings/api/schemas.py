@@ -94,6 +94,7 @@ class MailgunOverrideConfig(Lenient):
     domain: str | None = None
     host: str | None = None
     from_address: str | None = Field(default=None, alias="fromAddress")
+    proxy_url: str | None = Field(default=None, alias="proxyUrl")
 
 
 class MailgunOverride(Lenient):

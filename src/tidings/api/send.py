@@ -33,11 +33,13 @@ from tidings.domain.recipients import Recipient, parse_recipients
 from tidings.domain.status import HistoryType, with_enqueued
 from tidings.errors import BadRequest
 from tidings.ids import new_id
+from tidings.providers.settings import MailgunSettings, merge_override
 from tidings.render.email import check_content
 from tidings.runtime import Runtime, runtime
 from tidings.store import facts as facts_codec
 from tidings.store import idempotency
 from tidings.store import messages as store
+from tidings.store import providers as providers_store
 from tidings.store.clock import utcnow
 from tidings.store.database import Conn
 from tidings.store.status_feed import publish_new
@@ -111,6 +113,30 @@ def _check_attachments(msg: MessageIn) -> None:
             EmailOverride.model_validate(email.override)
         except PydanticValidationError as exc:
             raise BadRequest(_prefixed(exc, ("message", "channels", "email", "override"))) from None
+
+
+async def _check_override_config(msg: MessageIn, rt: Runtime) -> None:
+    """Keys stay with their hosts: an override that would send the stored key elsewhere is
+    refused now, against the configuration that would send it (the default). The
+    dispatcher checks again against the configuration it uses, should that change."""
+    spec = (msg.providers or {}).get("mailgun")
+    config = (spec.override or {}).get("config") if spec and spec.override else None
+    if not isinstance(config, dict) or not config:
+        return
+    async with rt.db.read() as conn:
+        stored = await providers_store.default(conn)
+    try:
+        merge_override(
+            MailgunSettings,
+            stored.settings if stored is not None else None,
+            config,
+            trusted=rt.network_policy().trusted,
+            path="message.providers.mailgun.override.config",
+        )
+    except ValidationError as exc:
+        raise BadRequest(str(exc)) from None
+    except PydanticValidationError:
+        return  # the stored configuration itself is broken: the dispatcher says so
 
 
 def _prefixed(exc: PydanticValidationError, prefix: tuple[str, ...]) -> str:
@@ -192,6 +218,7 @@ async def send(
         if stored is not None:
             return _replay(stored, request_hash)
     recipients = validate_message(msg)
+    await _check_override_config(msg, rt)
     not_before = _not_before(msg, now)
     expires_at = _expires_at(msg, now, rt.settings.message_timeout_ms)
     key_expiry = _idempotency_expiry(x_idempotency_expiration, now) if idempotency_key else None

@@ -16,7 +16,9 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tidings.domain.errors import ValidationError as FieldError
 from tidings.errors import BadRequest, NotFound
+from tidings.providers.outbound import Outbound
 from tidings.runtime import Runtime, runtime
 from tidings.store import status_endpoints as store
 from tidings.store.clock import to_ms
@@ -60,6 +62,16 @@ class EndpointPatchIn(BaseModel):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else check_url(value)
+
+
+async def check_target(rt: Runtime, url: str) -> None:
+    """The outbound network policy at creation: a 400 naming ``url`` when it would reach
+    a loopback, link-local or private address (literally or by what its name resolves to)."""
+    outbound = Outbound(rt.network_policy(), rt.settings.dns_server)
+    try:
+        await outbound.check_target(url, "url", trust=False)
+    except FieldError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def generate_secret() -> str:
@@ -116,6 +128,7 @@ async def _get(rt: Runtime, endpoint_id: str) -> store.Endpoint:
 @router.post("")
 async def create_endpoint(body: EndpointIn, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     """Register an endpoint; the answer is the only one that shows the whole secret."""
+    await check_target(rt, body.url)
     async with rt.db.write() as conn:
         endpoint = await store.create(
             conn, url=body.url, secret=body.secret or generate_secret(), enabled=body.enabled
@@ -147,6 +160,8 @@ async def update_endpoint(
             if value is None:
                 raise BadRequest(f"{name}: cannot be null")
             values[name] = value
+    if "url" in values:
+        await check_target(rt, values["url"])
     async with rt.db.write() as conn:
         endpoint = await store.update(conn, endpoint_id, **values)
     if endpoint is None:

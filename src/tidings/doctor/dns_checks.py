@@ -28,6 +28,7 @@ import dns.exception
 import dns.resolver
 
 from tidings.doctor.checks import Check
+from tidings.providers.outbound import parse_dns_server
 
 __all__ = [
     "COMMON_DKIM_SELECTORS",
@@ -45,20 +46,6 @@ COMMON_DKIM_SELECTORS = ("mx", "smtp", "k1", "pic")
 DEFAULT_SPF = "v=spf1 include:mailgun.org ~all"
 _PROPAGATION = "DNS changes can take up to about 2 hours to propagate"
 _DKIM_KEY = re.compile(r"(?:^|;)\s*p=([^;]*)", re.IGNORECASE)
-
-
-def parse_dns_server(value: str) -> tuple[str, int]:
-    """``"127.0.0.1:5353"`` → ``("127.0.0.1", 5353)``; ``"[::1]:53"``, ``"::1"`` and
-    ``"10.0.0.2"`` (port 53) work too."""
-    value = value.strip()
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port = rest.removeprefix(":")
-        return host, int(port) if port else 53
-    if value.count(":") == 1:
-        host, _, port = value.partition(":")
-        return host, int(port)
-    return value, 53
 
 
 def make_resolver(server: str | None, *, timeout: float = 3.0) -> dns.asyncresolver.Resolver:

@@ -51,6 +51,9 @@ class DoctorOptions:
     auto_after_s: float = 3600.0
     quiet_s: float = 900.0
     now: datetime | None = None
+    # Why the outbound network policy refuses this configuration's host or proxy, if it
+    # does: then nothing is called (and so nothing the target answers is shown).
+    refused: str | None = None
 
 
 def describe_route(config: ProviderConfig) -> str:
@@ -64,8 +67,17 @@ def describe_route(config: ProviderConfig) -> str:
     return f"via proxy {shown}{hidden} to {origin}"
 
 
-def _route_check(config: ProviderConfig) -> Check:
+def _route_check(config: ProviderConfig, refused: str | None = None) -> Check:
     route = describe_route(config)
+    if refused:
+        return Check(
+            "network_route",
+            "fail",
+            f"{route}: refused by the outbound network policy ({refused})",
+            "Point the configuration at a public host (PATCH /providers/ID), or, if this "
+            "target is yours, list it in TIDINGS_PROVIDER_HOSTS (or set "
+            "TIDINGS_ALLOW_PRIVATE_NETWORKS=true).",
+        )
     if not config.proxy_url:
         return Check(
             "network_route",
@@ -310,7 +322,7 @@ async def run_doctor(
         domain=config.domain,
         host=str(URL(config.base_url).origin()),
     )
-    route = _route_check(config)
+    route = _route_check(config, options.refused)
     report.checks.append(route)
 
     info: DomainInfo | None = None

@@ -2,15 +2,25 @@
 
 Settings keys are snake_case, as in Courier's Providers API. Secrets are write-only: an answer
 shows at most their last four characters.
+
+Per-message overrides (``providers.mailgun.override.config``) are merged here, by
+:func:`merge_override`, under one rule for every provider: keys stay with their hosts. An
+override that changes a setting naming a target (``TARGET_FIELDS``: where calls go) must
+bring its own credentials (``CREDENTIAL_FIELDS``), and may only name the provider's own API
+hosts (``KNOWN_ORIGINS``) or origins the operator trusts (``TIDINGS_PROVIDER_HOSTS``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
 
+from tidings.domain.errors import ValidationError, key_path
+from tidings.domain.network import origin_of
 from tidings.providers.base import ProviderConfig
 
 US_HOST = "api.mailgun.net"
@@ -36,6 +46,20 @@ class MailgunSettings(BaseModel):
     """One Mailgun configuration: an account key, a sending domain, and a region."""
 
     model_config = ConfigDict(extra="forbid")
+
+    # Where calls go; the credentials that travel with them; what an override may change.
+    TARGET_FIELDS: ClassVar[tuple[str, ...]] = ("host", "proxy_url")
+    CREDENTIAL_FIELDS: ClassVar[tuple[str, ...]] = ("api_key",)
+    KNOWN_ORIGINS: ClassVar[frozenset[str]] = frozenset(
+        {f"https://{US_HOST}:443", f"https://{EU_HOST}:443"}
+    )
+    OVERRIDABLE: ClassVar[tuple[str, ...]] = (
+        "api_key",
+        "domain",
+        "host",
+        "from_address",
+        "proxy_url",
+    )
 
     api_key: str = Field(min_length=1, description="Mailgun private API key (write-only).")
     domain: str = Field(min_length=1, description="The sending domain, e.g. mg.example.com.")
@@ -104,6 +128,102 @@ class MailgunSettings(BaseModel):
             webhook_signing_key=self.webhook_signing_key,
             proxy_url=self.proxy_url,
         )
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def override_values(model: type[BaseModel], override: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings an override sets, snake_case (``apiKey`` and ``api_key`` both work);
+    what the provider does not let a message override is left out."""
+    allowed: tuple[str, ...] = getattr(model, "OVERRIDABLE", ())
+    values: dict[str, Any] = {}
+    for key, value in override.items():
+        name = _snake(key)
+        if name in allowed and value is not None and value != "":
+            values[name] = value
+    return values
+
+
+def _as_url(value: Any) -> str:
+    text = str(value).strip()
+    return text if "://" in text else f"https://{text}"
+
+
+def _same_target(new: Any, old: Any) -> bool:
+    """Two spellings of one target (``api.mailgun.net``, ``https://api.mailgun.net/``)."""
+    if new is None or old is None:
+        return new is old
+    return _as_url(new).rstrip("/").lower() == _as_url(old).rstrip("/").lower()
+
+
+def merge_override(
+    model: type[S],
+    stored: Mapping[str, Any] | None,
+    override: Mapping[str, Any],
+    *,
+    trusted: frozenset[str],
+    path: str,
+) -> S | None:
+    """A stored configuration with one message's override applied, under the rule that
+    keys stay with their hosts (see the module docstring). Raises a ValidationError naming
+    the override's field (``path`` is the override's own path); ``stored`` may be ``None``
+    when it is not known yet (``/send`` with no configuration): then only what can be told
+    without it is checked, and ``None`` is returned."""
+    changes = override_values(model, override)
+    targets: tuple[str, ...] = getattr(model, "TARGET_FIELDS", ())
+    credentials: tuple[str, ...] = getattr(model, "CREDENTIAL_FIELDS", ())
+    known: frozenset[str] = getattr(model, "KNOWN_ORIGINS", frozenset())
+    # A stored configuration that does not validate is the configuration's fault, not the
+    # override's: its own error, unprefixed.
+    original: S | None = model.model_validate(dict(stored)) if stored is not None else None
+    merged: S | None = None
+    try:
+        if stored is not None:
+            merged = model.model_validate({**stored, **changes})
+        elif "host" in changes:
+            changes["host"] = base_url_for(str(changes["host"]))
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        name = str((first.get("loc") or ("config",))[0])
+        message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
+        raise ValidationError(key_path(path, _camel(name)), message) from None
+    except ValueError as exc:
+        raise ValidationError(key_path(path, "host"), str(exc)) from None
+    for name in targets:
+        if name not in changes:
+            continue
+        new = getattr(merged, name) if merged is not None else changes[name]
+        old = getattr(original, name) if original is not None else None
+        if _same_target(new, old):
+            continue
+        field = key_path(path, _camel(name))
+        missing = [c for c in credentials if not changes.get(c)]
+        if missing and original is not None:
+            raise ValidationError(
+                field,
+                f"differs from the stored configuration's and so needs its own "
+                f"{key_path(path, _camel(missing[0]))}: a stored key is only ever sent to "
+                "the stored host",
+            )
+        wanted = origin_of(_as_url(new))
+        if wanted not in known | trusted:
+            own = ", ".join(sorted(o.rsplit(":", 1)[0] for o in known)) if name == "host" else ""
+            raise ValidationError(
+                field,
+                f"may only name {own + ' or ' if own else ''}a base URL the operator lists in "
+                f"TIDINGS_PROVIDER_HOSTS (got {wanted})",
+            )
+    return merged
 
 
 def base_url_for(host: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from tidings.domain.content import parse_content
 from tidings.domain.recipients import parse_recipient
 from tidings.providers.base import Attachment, OutgoingEmail, ProviderConfig
-from tidings.providers.settings import MailgunSettings, base_url_for
+from tidings.providers.settings import MailgunSettings, merge_override
 from tidings.render.email import RenderedEmail, apply_overrides, render_email
 from tidings.render.templating import RenderContext
 
@@ -54,19 +54,22 @@ def render(payload: dict[str, Any], resolved: Resolved) -> RenderedEmail:
     return rendered
 
 
-def provider_config(settings: dict[str, Any], payload: dict[str, Any]) -> ProviderConfig:
-    """The stored configuration with this message's ``override.config`` applied."""
-    base = MailgunSettings.model_validate(settings).to_config()
+OVERRIDE_PATH = "message.providers.mailgun.override.config"
+
+
+def provider_config(
+    settings: dict[str, Any],
+    payload: dict[str, Any],
+    *,
+    trusted: frozenset[str] = frozenset(),
+) -> ProviderConfig:
+    """The stored configuration with this message's ``override.config`` applied; raises a
+    ValidationError (a ValueError) when the override would send a stored key elsewhere
+    (see ``providers.settings.merge_override``). ``trusted``: the operator's origins."""
     config = (payload.get("mailgun_override") or {}).get("config") or {}
-    host = config.get("host")
-    return ProviderConfig(
-        api_key=config.get("apiKey") or config.get("api_key") or base.api_key,
-        domain=config.get("domain") or base.domain,
-        base_url=base_url_for(host) if host else base.base_url,
-        from_address=config.get("fromAddress") or config.get("from_address") or base.from_address,
-        webhook_signing_key=base.webhook_signing_key,
-        proxy_url=base.proxy_url,
-    )
+    merged = merge_override(MailgunSettings, settings, config, trusted=trusted, path=OVERRIDE_PATH)
+    assert merged is not None
+    return merged.to_config()
 
 
 def _list(value: Any) -> tuple[str, ...]:

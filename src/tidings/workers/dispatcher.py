@@ -282,7 +282,9 @@ class Dispatcher:
             return
 
         try:
-            config = compose.provider_config(provider.settings, payload)
+            config = compose.provider_config(
+                provider.settings, payload, trusted=self.rt.network_policy().trusted
+            )
         except (ValueError, TypeError) as exc:
             await self._fail(
                 row, Reason.PROVIDER_ERROR, f"bad provider configuration: {exc}", pending=pending

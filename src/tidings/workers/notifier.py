@@ -35,6 +35,8 @@ import aiohttp
 import structlog
 
 from tidings import __version__
+from tidings.domain.network import answer_excerpt
+from tidings.providers.outbound import Outbound
 from tidings.runtime import Runtime
 from tidings.store import status_endpoints as store
 from tidings.store.clock import utcnow
@@ -47,8 +49,8 @@ SHUTDOWN_DB_S = 5.0
 GIVE_UP_AFTER = timedelta(days=3)
 IDLE_S = 0.2
 CONCURRENCY = 32
-# How much of an endpoint's answer is kept in last_error: enough to see why it refused.
-ANSWER_EXCERPT = 300
+# How much of an endpoint's answer is read; last_error keeps a short sanitised excerpt of it.
+ANSWER_EXCERPT = 2000
 
 
 def signature_header(secret: str, timestamp_ms: int, raw_body: bytes) -> str:
@@ -101,7 +103,10 @@ class Notifier:
 
     async def run(self, stop: asyncio.Event) -> None:
         timeout = aiohttp.ClientTimeout(total=self.settings.notify_timeout_s)
-        connector = aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=8)
+        # Endpoints came through the API: the outbound network policy guards every connection.
+        connector = Outbound(self.rt.network_policy(), self.settings.dns_server).connector(
+            first_hop=None, limit=self._concurrency, limit_per_host=8
+        )
         async with aiohttp.ClientSession(
             timeout=timeout,
             connector=connector,
@@ -253,7 +258,7 @@ class Notifier:
                 excerpt = await response.content.read(ANSWER_EXCERPT)
                 if 200 <= response.status < 300:
                     return response.status, None
-                text = excerpt.decode("utf-8", "replace").strip()
+                text = answer_excerpt(excerpt)
                 return response.status, f"HTTP {response.status}" + (f": {text}" if text else "")
         except TimeoutError:
             return None, f"no answer within {self.settings.notify_timeout_s:g} s"

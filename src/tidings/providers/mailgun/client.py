@@ -10,11 +10,18 @@ says what to fix.
 To tell "never arrived" (safe to retry) from "may have been accepted" (look it up first),
 each send is traced: the bytes of the body handed to the connection are counted against the
 body's size.
+
+Connections follow the outbound network policy (:mod:`tidings.providers.outbound`): a host
+or proxy that came through the API never reaches loopback, link-local or private addresses
+unless the operator allows it, checked on the address actually connected to. A call the
+policy refuses fails (it is never retried), and the API key never leaves. What a host other
+than Mailgun's own answered is kept only as a short, sanitised excerpt.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import importlib
 import json
 import re
@@ -29,6 +36,7 @@ from urllib.parse import urlencode
 import aiohttp
 from yarl import URL
 
+from tidings.domain.network import answer_excerpt, origin_of
 from tidings.providers.base import OutcomeKind, OutgoingEmail, ProviderConfig, SendOutcome
 from tidings.providers.mailgun.errors import (
     UNAUTHORIZED_MESSAGE,
@@ -48,6 +56,7 @@ from tidings.providers.mailgun.payload import (
     messages_url,
     redact,
 )
+from tidings.providers.outbound import Outbound, TargetRefused, refusal_in
 
 __all__ = [
     "DomainInfo",
@@ -61,6 +70,8 @@ _HTTP_PROXIES = frozenset({"http", "https"})
 _SOCKS_PROXIES = frozenset({"socks4", "socks4a", "socks5", "socks5h"})
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _FORM = "application/x-www-form-urlencoded"
+# Mailgun's own API hosts: their answers are kept whole; anyone else's only as an excerpt.
+_MAILGUN_ORIGINS = frozenset({"https://api.mailgun.net:443", "https://api.eu.mailgun.net:443"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +191,12 @@ class MailgunClient:
         connection_limit: int = 64,
         clock: Callable[[], datetime] | None = None,
         user_agent: str = "tidings (aiohttp)",
+        outbound: Outbound | None = None,
     ) -> None:
+        """``outbound`` is the process's network policy; ``None`` connects anywhere (tools
+        and tests that call a host they chose themselves)."""
         self.timeouts = timeouts or Timeouts()
+        self._outbound = outbound
         self.connection_limit = connection_limit
         self._clock = clock or (lambda: datetime.now(UTC))
         self._user_agent = user_agent
@@ -206,8 +221,15 @@ class MailgunClient:
         trace.on_request_chunk_sent.append(_on_chunk_sent)
         return trace
 
-    def _connector(self, proxy: URL | None) -> aiohttp.BaseConnector:
+    def _connector(self, base: URL, proxy: URL | None) -> aiohttp.BaseConnector:
         if proxy is None or proxy.scheme in _HTTP_PROXIES:
+            if self._outbound is not None:
+                # The first connection goes to the proxy when there is one.
+                return self._outbound.connector(
+                    first_hop=str(proxy or base),
+                    limit=self.connection_limit,
+                    keepalive_timeout=30,
+                )
             return aiohttp.TCPConnector(limit=self.connection_limit, keepalive_timeout=30)
         try:
             socks: Any = importlib.import_module("aiohttp_socks")
@@ -244,7 +266,7 @@ class MailgunClient:
         session = self._sessions.get(key)
         if session is None or session.closed:
             session = aiohttp.ClientSession(
-                connector=self._connector(proxy),
+                connector=self._connector(base, proxy),
                 timeout=self.timeouts.client_timeout(),
                 trace_configs=[self._trace()],
                 headers={"User-Agent": self._user_agent},
@@ -271,6 +293,11 @@ class MailgunClient:
         tracker: _Tracker | None = None,
     ) -> _Answer:
         session, proxy, proxy_headers = self._route(config)
+        if self._outbound is not None and config.proxy_url and proxy is None:
+            # A SOCKS connector resolves and connects to its proxy itself: check it first.
+            reason = await self._outbound.refusal(config.proxy_url)
+            if reason:
+                raise TargetRefused(f"refused by the outbound network policy: {reason}")
         all_headers = {**(headers or {}), "Authorization": _basic_auth("api", config.api_key)}
         if proxy_headers and URL(url).scheme == "http":
             # A plain-http request goes to the proxy as is (no CONNECT), so the proxy's
@@ -319,19 +346,34 @@ class MailgunClient:
         except MailgunConfigError as exc:
             return SendOutcome(kind=OutcomeKind.RETRY, request=record, error_message=str(exc))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            refused = refusal_in(exc)
+            if refused is not None:
+                return SendOutcome(
+                    kind=OutcomeKind.FAILED,
+                    request=record,
+                    error_message=f"{refused} (nothing was sent)",
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                )
             return classify_transport_error(
                 exc,
                 tracker.progress(exc),
                 request=record,
                 duration_ms=(time.perf_counter() - started) * 1000,
             )
-        return classify(
+        outcome = classify(
             answer.status,
             answer.text,
             answer.headers,
             request=record,
             now=self._clock(),
             duration_ms=(time.perf_counter() - started) * 1000,
+        )
+        if _is_mailgun(config.base_url):
+            return outcome
+        return dataclasses.replace(
+            outcome,
+            response_body=answer_excerpt(outcome.response_body) or None,
+            error_message=answer_excerpt(outcome.error_message) or None,
         )
 
     # -- the JSON APIs ----------------------------------------------------------------------
@@ -354,6 +396,9 @@ class MailgunClient:
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             where = URL(url).origin()
+            refused = refusal_in(exc)
+            if refused is not None:
+                raise MailgunConfigError(f"{where} not called: {refused}") from exc
             raise MailgunConnectionError(
                 f"could not reach Mailgun at {where}: {_describe(exc)}"
             ) from exc
@@ -365,7 +410,7 @@ class MailgunClient:
                     f"Mailgun answered {answer.status} to {method} {url} with something that "
                     "is not a JSON object",
                     status_code=answer.status,
-                    body=answer.text[:2000],
+                    body=_kept_body(config, answer.text),
                 ) from exc
             return data_out
         raise _api_error(config, method, url, answer, not_found)
@@ -451,6 +496,14 @@ class MailgunClient:
         )
 
 
+def _is_mailgun(base_url: str) -> bool:
+    return origin_of(base_url) in _MAILGUN_ORIGINS
+
+
+def _kept_body(config: ProviderConfig, text: str) -> str:
+    return text[:2000] if _is_mailgun(config.base_url) else answer_excerpt(text)
+
+
 def _basic_auth(user: str, password: str) -> str:
     token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     return f"Basic {token}"
@@ -497,6 +550,8 @@ def _api_error(
     config: ProviderConfig, method: str, url: str, answer: _Answer, not_found: str | None
 ) -> MailgunAPIError:
     message = mailgun_message(answer.text) or f"HTTP {answer.status}"
+    if not _is_mailgun(config.base_url):
+        message = answer_excerpt(message) or f"HTTP {answer.status}"
     where = f"domain {config.domain} at {URL(config.base_url).origin()}"
     if answer.status == 401:
         text = f"{UNAUTHORIZED_MESSAGE} ({where})"
@@ -508,5 +563,8 @@ def _api_error(
         text = f"Mailgun answered {answer.status} to {method} {URL(url).path}: {message}"
     hint = hint_for(answer.status, message)
     return MailgunAPIError(
-        text, status_code=answer.status, body=answer.text[:2000], hint=hint.text() if hint else None
+        text,
+        status_code=answer.status,
+        body=_kept_body(config, answer.text),
+        hint=hint.text() if hint else None,
     )
