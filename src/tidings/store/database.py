@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-import asyncpg  # type: ignore[import-untyped]  # no stubs; only its error classes are used
+import asyncpg  # no stubs (see pyproject); only its error classes are used
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
