@@ -3,6 +3,7 @@ test of the last-resort error handling (run as ``python -m tests.api.faulty_serv
 
 * ``/test/boom``: the endpoint raises, with a registered secret in the exception text;
 * ``/test/middleware``: a middleware inside the app's stack raises before any answer;
+* ``/test/outer``: the same from a middleware outside Tidings' own guard;
 * ``/test/stream``: a streaming answer fails after its first chunk.
 
 Logging is configured as ``tidings serve`` configures it, so the log is the real one.
@@ -28,11 +29,12 @@ SECRET = "override-key-0123456789-LAST"
 
 
 class FailingMiddleware:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, path: str) -> None:
         self.app = app
+        self.path = path
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/test/middleware":
+        if scope["type"] == "http" and scope["path"] == self.path:
             raise RuntimeError("a middleware failed")
         await self.app(scope, receive, send)
 
@@ -62,8 +64,10 @@ def main() -> None:
 
         return StreamingResponse(chunks(), media_type="text/plain")
 
-    # Innermost (inside the app's own guards), as a route-specific middleware would be.
-    app.user_middleware.append(Middleware(FailingMiddleware))
+    # Innermost (inside the app's own guards), as a route-specific middleware would be...
+    app.user_middleware.append(Middleware(FailingMiddleware, path="/test/middleware"))
+    # ... and outermost, as one added after Tidings' own would be.
+    app.add_middleware(FailingMiddleware, path="/test/outer")
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 

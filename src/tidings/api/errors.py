@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -16,7 +17,10 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings.errors import TidingsError
-from tidings.store.errors import Fault
+from tidings.ids import new_id
+from tidings.store.errors import Fault, classify
+
+log = structlog.get_logger("tidings.api")
 
 _TYPES = {
     400: "invalid_request_error",
@@ -57,6 +61,15 @@ _FAULTS: dict[Fault, tuple[str, int]] = {
         30,
     ),
 }
+
+
+def unforeseen_response(request_id: str) -> JSONResponse:
+    """500 for a bug: the id to quote, which is in the log line with the traceback."""
+    body = {
+        **error_body(500, f"Internal error; it was logged with request id {request_id}"),
+        "request_id": request_id,
+    }
+    return JSONResponse(body, status_code=500)
 
 
 def fault_response(fault: Fault) -> JSONResponse:
@@ -193,6 +206,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(400, describe_validation(exc.errors()))
+
+    @app.exception_handler(Exception)
+    async def _unforeseen(request: Request, exc: Exception) -> JSONResponse:
+        # Reached only by a failure outside tidings.api.guard.RequestGuard (which answers
+        # everything inside it): Starlette's last handler, so never its plain-text 500.
+        fault = classify(exc)
+        if fault is not None:
+            return fault_response(fault)
+        request_id = request.scope.get("state", {}).get("request_id") or new_id("req_")
+        log.error("unhandled error", request_id=request_id, exc_info=exc)
+        return unforeseen_response(request_id)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -26,7 +26,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
-from tidings.api.errors import error_body, fault_response
+from tidings.api.errors import error_body, fault_response, unforeseen_response
 from tidings.domain.errors import ValidationError
 from tidings.domain.storable import MAX_DEPTH, check_json
 from tidings.ids import new_id
@@ -93,17 +93,9 @@ class RequestGuard:
                     # The status line is out; the server closes the connection, the client
                     # sees a truncated answer rather than a wrong one.
                     return
-                if fault is not None:
-                    response = fault_response(fault)
-                else:
-                    body = {
-                        **error_body(
-                            500,
-                            f"Internal error; it was logged with request id {request_id}",
-                        ),
-                        "request_id": request_id,
-                    }
-                    response = JSONResponse(body, status_code=500)
+                response = (
+                    fault_response(fault) if fault is not None else unforeseen_response(request_id)
+                )
                 await response(scope, receive, send_with_id)
 
     def _log_fault(self, fault: Fault, scope: Scope, exc: Exception) -> None:
