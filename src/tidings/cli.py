@@ -43,7 +43,7 @@ app.add_typer(keys_app, name="keys")
 
 console = Console(stderr=True)
 
-# Statuses a message never leaves by failing; `send --wait` stops at any of them.
+# A message with one of these statuses will not be delivered: `send --wait` stops there.
 FAILED = {"UNDELIVERABLE", "UNROUTABLE", "UNMAPPED", "CANCELED", "FILTERED"}
 
 

@@ -100,8 +100,13 @@ class KeyRing:
         async with self._refresh_lock:
             if time.monotonic() - self._loaded_at < self._ttl_s or self._db is None:
                 return
-            async with self._db.read() as conn:
-                self._hashes = set(await api_keys.hashes(conn))
+            try:
+                async with self._db.read() as conn:
+                    self._hashes = set(await api_keys.hashes(conn))
+            except Exception as exc:
+                # The database is away: the keys known a moment ago still open the API; a
+                # revocation this process could not read takes effect once it can again.
+                log.warning("could not read the API keys; using the ones known", error=str(exc))
             self._loaded_at = time.monotonic()
 
     def _note_use(self, digest: str) -> None:
