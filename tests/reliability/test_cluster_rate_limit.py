@@ -349,6 +349,7 @@ def test_a_429_pauses_every_worker_until_the_time_given(cluster: Cluster) -> Non
 
     faults_on = time.time()
     cluster.set_faults({"status_rates": {"429": 1.0}, "retry_after_s": retry_after})
+    in_force = time.time()  # every send that reaches the sandbox from now on is refused
     wait_until(lambda: cluster.send_answers().get("429", 0) >= 1, 60, "a 429")
 
     def settled() -> bool:
@@ -381,7 +382,20 @@ def test_a_429_pauses_every_worker_until_the_time_given(cluster: Cluster) -> Non
     )[0]
     until = paused_until.timestamp()
     answers = cluster.send_answers()
-    after_fault = sorted(m["received_at"] for m in accepted if m["received_at"] >= faults_on)
+    started = {
+        row.message_id: row.started_at.timestamp()
+        for row in cluster.query(
+            sa.select(attempts.c.message_id, attempts.c.started_at).where(
+                attempts.c.outcome == "sent"
+            )
+        )
+    }
+    # Sends begun once the refusal was in force; sends already under way when it came may
+    # have reached the sandbox just before it, as they would have reached Mailgun.
+    begun_after = sorted(
+        m["received_at"] for m in accepted if started[m["variables"]["tidings-id"]] > in_force
+    )
+    in_flight = [m for m in accepted if faults_on <= m["received_at"] < until]
     held = [
         row.data
         for row in cluster.query(sa.select(history.c.data).where(history.c.type == "THROTTLED"))
@@ -392,7 +406,8 @@ def test_a_429_pauses_every_worker_until_the_time_given(cluster: Cluster) -> Non
         f"stored pause ends {until - faults_on:.2f} s after the fault was switched on (faults "
         f"cleared after {cleared - faults_on:.2f} s); {len(held)} holds by "
         f"{len(holders)} of {WORKERS} workers; first acceptance "
-        f"{after_fault[0] - until:+.3f} s after the pause's end; {len(accepted)} messages"
+        f"{begun_after[0] - until:+.3f} s after the pause's end ({len(in_flight)} sends under "
+        f"way at the 429 accepted before it); {len(accepted)} messages"
     )
     assert cleared < until  # the faults were off while the pause still held
     assert sorted(m["recipient"] for m in accepted) == sorted(
@@ -401,7 +416,8 @@ def test_a_429_pauses_every_worker_until_the_time_given(cluster: Cluster) -> Non
     )  # each exactly once
     # Nothing reached Mailgun between the 429 and the time it gave.
     assert until >= faults_on + retry_after
-    assert after_fault and after_fault[0] >= until, (after_fault[0], until)
+    assert len(begun_after) >= later and begun_after[0] >= until, (begun_after[0], until)
+    assert all(started[m["variables"]["tidings-id"]] <= in_force for m in in_flight)
     assert all(h["note"].startswith("paused: Mailgun asked to wait until ") for h in held)
     assert len(held) >= later  # every message sent during the pause was held
     # Holding spent no attempt: each message made one more attempt than it was throttled.
