@@ -114,7 +114,12 @@ def test_no_secret_in_answers_logs_or_history(tmp_path: Path) -> None:
             )
             client.post("/send", json={"message": {"to": {"email": "bad"}}})
             client.get("/messages", headers={"Authorization": "Bearer wrong"})
-            time.sleep(2)
+            # Until the run has exercised the webhook path (renders wait for the render
+            # pool's workers, which take a moment to start on a loaded machine).
+            deadline = time.monotonic() + 60
+            while "webhook accepted" not in log.read_text(errors="replace"):
+                assert time.monotonic() < deadline, "no webhook was accepted in 60 s"
+                time.sleep(0.1)
             client.get("/messages")
             for message_id in ids:
                 client.get(f"/messages/{message_id}")
