@@ -45,9 +45,7 @@ class Settings(BaseSettings):
     lease_s: float = Field(default=60.0, gt=0)
     send_timeout_s: float = Field(default=30.0, gt=0)
     render_timeout_s: float = Field(
-        default=10.0,
-        gt=0,
-        description="A message whose template renders longer fails (its worker is replaced).",
+        default=10.0, gt=0, description="A message whose template renders longer fails."
     )
     retry_base_s: float = Field(default=2.0, gt=0, description="First retry backoff.")
     retry_max_s: float = Field(default=3600.0, gt=0, description="Longest retry backoff.")
