@@ -32,7 +32,6 @@ async def run_worker(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     db = Database(settings.database_url)
     rt = Runtime(settings=settings, db=db, keyring=KeyRing(None, []))
-    await register_secrets(rt)  # the stored provider keys, masked in this process's logs too
     client = MailgunClient(
         timeouts=Timeouts(
             connect=10.0, read=settings.send_timeout_s, total=settings.send_timeout_s + 10
@@ -42,7 +41,13 @@ async def run_worker(settings: Settings) -> None:
     await rt.render_pool.start()
     try:
         # A database that is not there yet is waited for, not a reason to exit.
-        if await until_done(rt, db.upgrade, stop, what="migrating the database"):
+        ready = await until_done(rt, db.upgrade, stop, what="migrating the database")
+        # The stored provider keys, masked in this process's logs too (after the migration:
+        # the table may not exist before it).
+        ready = ready and await until_done(
+            rt, lambda: register_secrets(rt), stop, what="reading the stored provider keys"
+        )
+        if ready:
             await asyncio.gather(*start_loops(rt, client, stop))
     finally:
         await rt.render_pool.close()

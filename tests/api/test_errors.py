@@ -5,7 +5,9 @@ on every answer. Nothing refused is stored."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ from tests.e2e.conftest import mailgun_sandbox as mailgun_sandbox
 from tests.e2e.conftest import start_tidings as start_tidings
 from tests.support.servers import free_port
 from tests.support.tcp_forward import tcp_forward
-from tidings.sandbox.settings import DEFAULT_API_KEY, DEFAULT_DOMAIN
+from tidings.sandbox.settings import DEFAULT_DOMAIN
 
 CONTENT = {"title": "Hello", "body": "World"}
 
@@ -204,10 +206,14 @@ def test_the_sandbox_keeps_mailguns_limits_not_ours(
     start_tidings: Callable[..., RunningTidings],
 ) -> None:
     server = start_tidings(run_workers=False, sandbox=True, max_body_bytes=64 * 1024)
+    # The embedded sandbox has keys of its own per installation, kept in its configuration.
+    db_file = server.settings.database_url.split("///", 1)[1]
+    with contextlib.closing(sqlite3.connect(db_file)) as db:
+        (raw,) = db.execute("select settings from providers where origin = 'sandbox'").fetchone()
     attachment = b"a" * (2 * 1024 * 1024)
     answer = httpx.post(
         f"{server.url}/sandbox/v3/{DEFAULT_DOMAIN}/messages",
-        auth=("api", DEFAULT_API_KEY),
+        auth=("api", json.loads(raw)["api_key"]),
         data={
             "from": f"a@{DEFAULT_DOMAIN}",
             "to": "jane@example.com",

@@ -190,6 +190,8 @@ class Cluster:
             TIDINGS_DATABASE_URL=self.database_url,
             TIDINGS_API_KEY=API_KEY,
             TIDINGS_SANDBOX="false",
+            # As an operator would: the sandbox's base URL is a trusted provider host.
+            TIDINGS_PROVIDER_HOSTS=self.sandbox.url,
             # RELIABILITY_LOG_LEVEL=debug shows each failed retry too (for a closer look).
             TIDINGS_LOG_LEVEL=os.environ.get("RELIABILITY_LOG_LEVEL", "info"),
             **self.settings,

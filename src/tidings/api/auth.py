@@ -73,6 +73,25 @@ class KeyRing:
     def add_hash(self, key_hash: str) -> None:
         self._hashes.add(key_hash)
 
+    def known_now(self, key: str) -> bool:
+        """True when ``key`` opens the API by what this process knows now, without waiting
+        (the configured key, or a stored one in a fresh cache); False means "ask
+        :meth:`verify`", not "wrong"."""
+        if not key:
+            return False
+        if self._configured is not None and hmac.compare_digest(
+            key.encode(), self._configured.encode()
+        ):
+            return True
+        if self._db is not None and time.monotonic() - self._loaded_at >= self._ttl_s:
+            return False
+        digest = api_keys.hash_key(key)
+        if digest not in self._hashes:
+            return False
+        if self._db is not None:
+            self._note_use(digest)
+        return True
+
     async def verify(self, key: str) -> bool:
         """True when ``key`` opens the API now."""
         if not key:
@@ -158,11 +177,16 @@ async def require_api_key(request: Request) -> None:
     ring: KeyRing = request.app.state.runtime.keyring
     throttle.refuse_if_throttled(request)
     key = presented_key(request)
-    if await ring.verify(key):
-        throttle.note_success(request)
-        return
     if key:
-        throttle.note_failure(request)
+        if ring.known_now(key):
+            throttle.note_success(request)
+            return
+        # The check below awaits the database: the try is counted as wrong first, so that
+        # concurrent guesses cannot all pass the throttle meanwhile, and given back if right.
+        throttle.charge_try(request)
+        if await ring.verify(key):
+            throttle.refund_try(request)
+            return
     if await has_session(request):
         if request.method in _SAFE_METHODS or request.headers.get(CSRF_HEADER):
             return

@@ -136,6 +136,18 @@ class Throttle:
         self.failures_total += 1
         self._forget_old(now)
 
+    def refund(self, host: str | None) -> None:
+        """A try charged with :meth:`failed` before its key was checked turned out right."""
+        now = self._clock()
+        bucket = self._buckets.get(client_key(host))
+        if bucket is not None:
+            bucket.refill(now, self.limits.burst, self._per_s)
+            bucket.tokens = min(float(self.limits.burst), bucket.tokens + 1.0)
+        self._everyone.refill(now, self.limits.global_burst, self._global_per_s)
+        self._everyone.tokens = min(float(self.limits.global_burst), self._everyone.tokens + 1.0)
+        self.failures_total = max(0, self.failures_total - 1)
+        self.succeeded(host)
+
     def succeeded(self, host: str | None) -> None:
         """``host`` showed a valid key: it keeps working while everyone else is throttled."""
         key = client_key(host)
@@ -232,3 +244,14 @@ def note_failure(request: Request) -> None:
 
 def note_success(request: Request) -> None:
     _of(request).succeeded(peer(request))
+
+
+def charge_try(request: Request) -> None:
+    """Count a key as wrong before it is checked (the check awaits the database, and
+    concurrent guesses must not all pass :func:`refuse_if_throttled` meanwhile); a right one
+    is given back with :func:`refund_try`."""
+    _of(request).failed(peer(request))
+
+
+def refund_try(request: Request) -> None:
+    _of(request).refund(peer(request))

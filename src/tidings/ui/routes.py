@@ -150,9 +150,10 @@ async def login(
         )
         page.headers.update(refused.headers or {})
         return page
-    if not await ring.verify(key.strip()):
-        if key.strip():
-            throttle.note_failure(request)
+    known = ring.known_now(key.strip())
+    if key.strip() and not known:
+        throttle.charge_try(request)  # before the check, which awaits; refunded if right
+    if not known and not await ring.verify(key.strip()):
         return render(
             request,
             "login.html",
@@ -161,7 +162,10 @@ async def login(
             error="That key does not open this server. Use the value of TIDINGS_API_KEY "
             "(or the key printed when the server first started).",
         )
-    throttle.note_success(request)
+    if known:
+        throttle.note_success(request)
+    else:
+        throttle.refund_try(request)
     response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
     response.set_cookie(
         SESSION_COOKIE,
