@@ -25,6 +25,8 @@ def test_an_api_process_and_two_workers_send_each_message_once(
         "TIDINGS_SANDBOX": "false",
         "TIDINGS_DISPATCH_IDLE_S": "0.2",
         "TIDINGS_LOG_LEVEL": "info",
+        # As an operator would: the sandbox's base URL is a trusted provider host.
+        "TIDINGS_PROVIDER_HOSTS": mailgun_sandbox.url,
     }
     api = spawn_tidings(
         API,
