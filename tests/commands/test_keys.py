@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 TIDINGS = [sys.executable, "-m", "tidings.cli"]
@@ -60,3 +62,20 @@ def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot use the database")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_revoking_a_key_ends_the_web_ui_sessions(tmp_path: Path) -> None:
+    # A session does not say which key opened it, so a revoked (perhaps leaked) key takes
+    # every session with it.
+    key = _run(tmp_path, "keys", "create").stdout.strip()
+    _run(tmp_path, "keys", "create")
+    with closing(sqlite3.connect(tmp_path / "tidings.db")) as db, db:
+        db.execute(
+            "insert into ui_sessions (token_hash, created_at, expires_at) "
+            "values ('a', '2026-01-01 00:00:00', '2099-01-01 00:00:00')"
+        )
+    revoked = _run(tmp_path, "keys", "revoke", f"tk_…{key[-4:]}")
+    assert revoked.returncode == 0, revoked.stderr
+    assert "ended 1 web UI session(s)" in revoked.stderr
+    with closing(sqlite3.connect(tmp_path / "tidings.db")) as db:
+        assert db.execute("select count(*) from ui_sessions").fetchone() == (0,)

@@ -15,7 +15,6 @@ client gets 429 with ``Retry-After`` before its key is even looked at.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import time
 from datetime import datetime
@@ -34,8 +33,6 @@ log = structlog.get_logger("tidings.auth")
 
 CSRF_HEADER = "x-tidings-ui"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Domain separation: the same hashes must never give a secret usable for anything else.
-_SESSION_LABEL = b"tidings-ui-session/v1"
 # How long the stored key hashes are trusted before they are read again: the most a revoked
 # key can still be used for.
 KEY_CACHE_S = 2.0
@@ -155,14 +152,6 @@ class KeyRing:
     @property
     def empty(self) -> bool:
         return self._configured is None and not self._hashes
-
-    def session_secret(self) -> bytes:
-        """The HMAC key of UI sessions, derived from the key hashes (never from a key that is
-        only in memory, so that every process computes the same one)."""
-        parts = sorted(self._hashes)
-        if self._configured is not None:
-            parts.append("configured:" + api_keys.hash_key(self._configured))
-        return hmac.new(_SESSION_LABEL, "\n".join(parts).encode(), hashlib.sha256).digest()
 
 
 def presented_key(request: Request) -> str:

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from tidings.commands.errors import database_errors, fail, note, warn
 from tidings.commands.http import print_json
-from tidings.store import api_keys
+from tidings.store import api_keys, ui_sessions
 from tidings.store.api_keys import StoredKey
 from tidings.store.database import Database
 
@@ -127,14 +127,18 @@ def revoke(
 ) -> None:
     """Revoke a key: it stops opening the API at once (running servers included)."""
 
-    async def work(db: Database) -> tuple[list[StoredKey], int]:
+    async def work(db: Database) -> tuple[list[StoredKey], int, int]:
         async with db.write() as conn:
             found = await api_keys.find(conn, ref)
+            ended = 0
             if len(found) == 1:
                 await api_keys.delete(conn, found[0].id)
-            return found, await api_keys.count(conn)
+                # A UI session does not say which key opened it: a revoked key may have been
+                # leaked and used to log in, so every session ends with it.
+                ended = await ui_sessions.revoke_all(conn)
+            return found, await api_keys.count(conn), ended
 
-    found, left = _run(work)
+    found, left, ended = _run(work)
     if not found:
         fail(f"no key matches {ref!r}: `tidings keys list` shows them")
     if len(found) > 1:
@@ -143,6 +147,8 @@ def revoke(
     key = found[0]
     label = f" ({key.name})" if key.name else ""
     typer.echo(f"revoked key {key.id}{label}, {key.hint}")
+    if ended:
+        note(f"ended {ended} web UI session(s): log in again with a key that is still valid")
     if left == 0:
         warn(
             "no stored key is left: unless TIDINGS_API_KEY is set, the API accepts no key "
