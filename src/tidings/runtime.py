@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 
@@ -12,6 +13,7 @@ from tidings.api.auth import KeyRing
 from tidings.api.throttle import Limits, Throttle
 from tidings.config import Settings
 from tidings.domain.network import OutboundPolicy, origin_of, parse_origins
+from tidings.logging import register_provider_secrets
 from tidings.metrics import Metrics
 from tidings.render.pool import PoolConfig, RenderPool, default_size
 from tidings.render.templating import SandboxLimits
@@ -68,6 +70,11 @@ class Runtime:
                 global_per_minute=s.auth_fail_global_per_minute,
             )
         )
+
+    def learn_provider_secrets(self, settings: dict[str, Any]) -> None:
+        """Teach this process's log masker a provider configuration's keys: one added through
+        another process's API reaches this one only through the database."""
+        register_provider_secrets(settings)
 
     def wake(self) -> None:
         self.wakeup.set()

@@ -192,11 +192,14 @@ class Dispatcher:
         async with self.rt.db.read() as conn:
             rows = {row.id: row for row in await store.get_many(conn, ids)}
             user_ids = sorted({r.user_id for r in rows.values() if r.user_id})
+            stored = await providers.list_all(conn)
+            for provider in stored:
+                self.rt.learn_provider_secrets(provider.settings)
             return Batch(
                 rows=rows,
                 open_attempts=await store.open_attempts_of(conn, ids),
                 profiles=await profiles.get_many(conn, user_ids),
-                providers={p.id: p for p in await providers.list_all(conn)},
+                providers={p.id: p for p in stored},
                 default_provider=await providers.default(conn),
                 tags=await store.tags_of_many(conn, ids),
             )
