@@ -29,7 +29,7 @@ from tidings.domain.status import (
 from tidings.ids import new_id
 from tidings.providers.base import OutcomeKind, ProviderConfig, RequestRecord, SendOutcome
 from tidings.providers.mailgun.client import MailgunClient
-from tidings.providers.mailgun.errors import PayloadError
+from tidings.providers.mailgun.errors import MailgunConfigError, PayloadError
 from tidings.providers.mailgun.lookup import find_sent
 from tidings.providers.mailgun.payload import build_request, redact
 from tidings.render.email import RenderedEmail
@@ -295,7 +295,20 @@ class Dispatcher:
             return
 
         if open_attempt is not None or row.in_doubt:
-            settled = await self._settle_in_doubt(row, config, open_attempt)
+            try:
+                settled = await self._settle_in_doubt(row, config, open_attempt)
+            except MailgunConfigError as exc:
+                # Asking again would be refused again (the network policy, a moved host):
+                # end the message with the reason instead of retrying it for ever, and do not
+                # send it again, since the unanswered attempt may have arrived.
+                await self._fail(
+                    row,
+                    Reason.PROVIDER_ERROR,
+                    "the last attempt went unanswered and Mailgun's event log cannot be asked "
+                    f"whether it arrived ({exc}); not sent again",
+                    pending=pending,
+                )
+                return
             if settled:
                 return
 
