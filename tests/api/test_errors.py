@@ -23,6 +23,7 @@ from tests.api import faulty_server
 from tests.e2e.conftest import RunningSandbox, RunningTidings
 from tests.e2e.conftest import mailgun_sandbox as mailgun_sandbox
 from tests.e2e.conftest import start_tidings as start_tidings
+from tests.support.processes import wait_healthy
 from tests.support.servers import free_port
 from tests.support.tcp_forward import tcp_forward
 from tidings.sandbox.settings import DEFAULT_DOMAIN
@@ -335,15 +336,7 @@ def faulty(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
+    wait_healthy(url, proc, log, timeout=30)
     try:
         yield url, log
     finally:

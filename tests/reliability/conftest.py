@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.processes import clean_env
 from tests.support.servers import free_port
 
 TIDINGS = [sys.executable, "-m", "tidings.cli"]
@@ -120,13 +121,7 @@ def pg_cluster() -> Iterator[PgCluster]:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TIDINGS_", "MAILGUN_", "COURIER_"))
-    }
-    env.update(PYTHONUNBUFFERED="1", **extra)
-    return env
+    return clean_env(PYTHONUNBUFFERED="1", **extra)
 
 
 @dataclass

@@ -10,13 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.processes import wait_healthy
 from tests.support.servers import free_port
 
 API_KEY = "tk_test_0123456789abcdef"
@@ -87,15 +87,7 @@ def served(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes], str]]
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
+    wait_healthy(url, proc, log, timeout=60)
     # Sandbox mode: its configuration's webhook URL is a real one.
     providers = httpx.get(
         f"{url}/providers", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from tests.support.processes import clean_env
 from tests.support.servers import free_port
 from tidings.store.database import Database
 from tidings.store.tables import attempts, history, messages, rate_buckets
@@ -54,13 +54,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TIDINGS_", "MAILGUN_", "COURIER_"))
-    }
-    env.update(PYTHONUNBUFFERED="1", **extra)
-    return env
+    return clean_env(PYTHONUNBUFFERED="1", **extra)
 
 
 def _answers(url: str) -> bool:

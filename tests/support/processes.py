@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
 
 API = ("tidings", "serve", "--no-workers")
 WORKER = ("tidings", "worker")
@@ -45,3 +48,19 @@ def spawn(
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
+
+
+def wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], log: Path, *, timeout: float = 60.0
+) -> None:
+    """Wait until ``proc`` answers ``GET {url}/health`` with 200; fail with its log if it
+    exits first or takes longer than ``timeout`` (a safety net, not a timing check)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+        time.sleep(0.1)
