@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.processes import wait_healthy
 from tests.support.servers import free_port
 
 TIDINGS = [sys.executable, "-m", "tidings.cli"]
@@ -42,17 +43,7 @@ class Served:
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.output())
-            time.sleep(0.1)
-        raise RuntimeError("tidings serve did not start:\n" + self.output())
+        wait_healthy(self.url, self.proc, self.log, timeout=30)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

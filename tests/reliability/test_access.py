@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.processes import wait_healthy
 from tests.support.servers import free_port
 from tidings.api.auth import KeyRing
 from tidings.app import StartupReport, _announce
@@ -54,17 +55,7 @@ class Serve:
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, self.output()
-            time.sleep(0.1)
-        self.proc.kill()
-        raise AssertionError("tidings serve did not start:\n" + self.output())
+        wait_healthy(self.url, self.proc, self.log, timeout=60)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
