@@ -21,9 +21,9 @@ from tidings.app import build_app
 from tidings.config import Settings
 from tidings.doctor import DoctorOptions, WebhookActivity, describe_route, run_doctor
 from tidings.doctor.dns_checks import ExpectedRecords, dns_checks, parse_dns_server
-from tidings.providers.base import ProviderConfig
 from tidings.providers.mailgun.client import MailgunClient
 from tidings.providers.mailgun.connect import connect
+from tidings.providers.mailgun.settings import MailgunConfig
 from tidings.sandbox import Sandbox, SandboxSettings
 
 HEALTHY = "mg.healthy.test"
@@ -47,8 +47,8 @@ class World:
     api_key: str
     dns: LoopbackDns
 
-    def config(self, domain: str = HEALTHY, **changes: str | None) -> ProviderConfig:
-        config = ProviderConfig(
+    def config(self, domain: str = HEALTHY, **changes: str | None) -> MailgunConfig:
+        config = MailgunConfig(
             api_key=self.api_key,
             domain=domain,
             base_url=self.sandbox_url,
@@ -75,7 +75,7 @@ async def client() -> AsyncIterator[MailgunClient]:
         yield mailgun
 
 
-async def _clear_webhooks(client: MailgunClient, config: ProviderConfig) -> None:
+async def _clear_webhooks(client: MailgunClient, config: MailgunConfig) -> None:
     for hook in await client.list_webhooks(config):
         await client.delete_webhook(config, hook.name)
 
@@ -234,7 +234,7 @@ def test_parse_dns_server_and_route() -> None:
     assert parse_dns_server("10.0.0.2") == ("10.0.0.2", 53)
     assert parse_dns_server("[::1]:5353") == ("::1", 5353)
     assert parse_dns_server("::1") == ("::1", 53)
-    config = ProviderConfig(
+    config = MailgunConfig(
         api_key="k",
         domain=HEALTHY,
         base_url="https://api.eu.mailgun.net",

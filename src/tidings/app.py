@@ -33,8 +33,8 @@ from tidings.api.schemas import SendRequest
 from tidings.config import Settings
 from tidings.logging import register_provider_secrets, register_secret
 from tidings.providers.mailgun.client import MailgunClient, Timeouts
+from tidings.providers.mailgun.settings import MailgunSettings
 from tidings.providers.outbound import Outbound
-from tidings.providers.settings import MailgunSettings
 from tidings.runtime import Runtime
 from tidings.store import api_keys, providers
 from tidings.store.database import Database

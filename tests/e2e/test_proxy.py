@@ -15,9 +15,10 @@ import pytest
 
 from tests.e2e.conftest import RunningSandbox, RunningTidings
 from tests.support.proxy import RunningProxy, serve_proxy
-from tidings.providers.base import OutcomeKind, OutgoingEmail, ProviderConfig
+from tidings.providers.base import OutcomeKind, OutgoingEmail
 from tidings.providers.mailgun.client import MailgunClient
 from tidings.providers.mailgun.errors import MailgunAPIError
+from tidings.providers.mailgun.settings import MailgunConfig
 
 DOMAIN = "mg.tidings.test"
 PROXY_PASSWORD = "pr0xy-s3cret-pass"
@@ -29,8 +30,8 @@ def proxy() -> Iterator[RunningProxy]:
         yield running
 
 
-def _config(sandbox: RunningSandbox, proxy_url: str) -> ProviderConfig:
-    return ProviderConfig(
+def _config(sandbox: RunningSandbox, proxy_url: str) -> MailgunConfig:
+    return MailgunConfig(
         api_key=sandbox.settings.api_key,
         domain=DOMAIN,
         base_url=sandbox.url,

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from tidings.domain.errors import ValidationError
-from tidings.providers.settings import MailgunSettings, merge_override
+from tidings.providers.mailgun.settings import MailgunSettings
+from tidings.providers.settings import merge_override
 
 PATH = "message.providers.mailgun.override.config"
 STORED = {"api_key": "key-stored-0123456789", "domain": "mg.example.com"}

@@ -20,7 +20,6 @@ from fastapi import APIRouter, Depends, Request
 from tidings.api.providers import webhook_url
 from tidings.doctor import DoctorOptions, WebhookActivity, describe_route, run_doctor
 from tidings.errors import BadRequest, NotFound, TidingsError
-from tidings.providers.base import ProviderConfig
 from tidings.providers.mailgun.client import MailgunClient
 from tidings.providers.mailgun.connect import connect
 from tidings.providers.mailgun.errors import (
@@ -29,8 +28,8 @@ from tidings.providers.mailgun.errors import (
     MailgunConnectionError,
     MailgunError,
 )
+from tidings.providers.mailgun.settings import MailgunConfig, MailgunSettings
 from tidings.providers.outbound import Outbound
-from tidings.providers.settings import MailgunSettings
 from tidings.runtime import Runtime, runtime
 from tidings.store import poll_cursors, providers
 from tidings.store.providers import StoredProvider
@@ -83,7 +82,7 @@ async def connect_provider(
     return {"provider_id": stored.id, "route": describe_route(config), **report.as_dict()}
 
 
-async def _activity(rt: Runtime, config: ProviderConfig) -> WebhookActivity:
+async def _activity(rt: Runtime, config: MailgunConfig) -> WebhookActivity:
     async with rt.db.read() as conn:
         cursor = await poll_cursors.get(conn, config.base_url, config.domain)
     if cursor is None:

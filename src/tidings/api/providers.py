@@ -12,8 +12,10 @@ from tidings.api.schemas import ProviderIn, ProviderPatchIn
 from tidings.domain.errors import ValidationError as FieldError
 from tidings.errors import BadRequest, NotFound
 from tidings.logging import register_provider_secrets
+from tidings.providers.mailgun.settings import MailgunSettings
 from tidings.providers.outbound import Outbound
-from tidings.providers.settings import MailgunSettings, catalog, public_settings
+from tidings.providers.registry import catalog
+from tidings.providers.settings import public_settings
 from tidings.runtime import Runtime, runtime
 from tidings.store import providers
 from tidings.store.clock import to_ms

@@ -33,7 +33,8 @@ from tidings.domain.recipients import Recipient, parse_recipients
 from tidings.domain.status import HistoryType, with_enqueued
 from tidings.errors import BadRequest
 from tidings.ids import new_id
-from tidings.providers.settings import MailgunSettings, merge_override
+from tidings.providers.mailgun.settings import MailgunSettings
+from tidings.providers.settings import merge_override
 from tidings.render.email import check_content
 from tidings.runtime import Runtime, runtime
 from tidings.store import facts as facts_codec

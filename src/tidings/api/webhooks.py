@@ -15,8 +15,8 @@ import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from tidings.providers.mailgun.settings import MailgunSettings
 from tidings.providers.mailgun.webhooks import WebhookParseError, check_webhook, parse_webhook
-from tidings.providers.settings import MailgunSettings
 from tidings.runtime import Runtime, runtime
 from tidings.store import events as event_store
 from tidings.store import poll_cursors, providers

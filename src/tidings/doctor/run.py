@@ -16,10 +16,10 @@ from yarl import URL
 
 from tidings.doctor.checks import Check, DoctorReport, Status
 from tidings.doctor.dns_checks import ExpectedRecords, dns_checks
-from tidings.providers.base import ProviderConfig
 from tidings.providers.mailgun.client import DomainInfo, MailgunClient
 from tidings.providers.mailgun.connect import WEBHOOK_KINDS, check_domain
 from tidings.providers.mailgun.errors import MailgunError
+from tidings.providers.mailgun.settings import MailgunConfig
 from tidings.providers.settings import PollingMode, mask
 
 __all__ = ["DoctorOptions", "WebhookActivity", "describe_route", "run_doctor"]
@@ -56,7 +56,7 @@ class DoctorOptions:
     refused: str | None = None
 
 
-def describe_route(config: ProviderConfig) -> str:
+def describe_route(config: MailgunConfig) -> str:
     """How calls reach Mailgun, safe to show: the proxy without its user or password."""
     origin = URL(config.base_url).origin()
     if not config.proxy_url:
@@ -67,7 +67,7 @@ def describe_route(config: ProviderConfig) -> str:
     return f"via proxy {shown}{hidden} to {origin}"
 
 
-def _route_check(config: ProviderConfig, refused: str | None = None) -> Check:
+def _route_check(config: MailgunConfig, refused: str | None = None) -> Check:
     route = describe_route(config)
     if refused:
         return Check(
@@ -101,7 +101,7 @@ def _route_check(config: ProviderConfig, refused: str | None = None) -> Check:
     )
 
 
-def _api_check(config: ProviderConfig, info: DomainInfo | None, error: str | None) -> Check:
+def _api_check(config: MailgunConfig, info: DomainInfo | None, error: str | None) -> Check:
     host = URL(config.base_url).origin()
     if error is not None:
         return Check(
@@ -144,7 +144,7 @@ def _is_local(url: str) -> bool:
     return address.is_loopback or address.is_private or address.is_link_local
 
 
-def _public_url_check(config: ProviderConfig, webhook_url: str) -> Check:
+def _public_url_check(config: MailgunConfig, webhook_url: str) -> Check:
     base = str(URL(webhook_url).origin())
     if _is_local(webhook_url) and not _is_local(config.base_url):
         return Check(
@@ -210,7 +210,7 @@ def _webhooks_check(
     )
 
 
-def _signing_key_check(config: ProviderConfig, polling: PollingMode) -> Check:
+def _signing_key_check(config: MailgunConfig, polling: PollingMode) -> Check:
     if config.webhook_signing_key:
         return Check(
             "signing_key",
@@ -314,7 +314,7 @@ def _arriving_check(options: DoctorOptions, now: datetime) -> Check:
 
 
 async def run_doctor(
-    client: MailgunClient, config: ProviderConfig, options: DoctorOptions
+    client: MailgunClient, config: MailgunConfig, options: DoctorOptions
 ) -> DoctorReport:
     now = options.now or datetime.now(UTC)
     report = DoctorReport(

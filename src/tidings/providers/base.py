@@ -1,32 +1,102 @@
-"""The provider contract: what workers and routes may ask of any email provider.
+"""The provider contract: everything workers, routes and pages may ask of an email provider.
 
-Workers build an :class:`OutgoingEmail` from a stored, rendered message, hand it to a
-provider's ``send`` and get back a :class:`SendOutcome` that says what to do next (done,
-retry at a time, give up). Webhook and Events API readers turn a provider's events into
-:class:`~tidings.domain.events.DeliveryEvent` values that the status merge in
-``tidings.domain`` understands.
-Nothing here knows Mailgun's URLs or field names.
+One provider is one package under ``providers/`` exposing a :class:`Provider` subclass,
+found through :mod:`tidings.providers.registry` by its ``key`` (``"mailgun"``, ``"smtp"``).
+The model is django-anymail's: one backend and one webhook parser per provider, over shared
+bases. What every provider has:
+
+* a settings model (:class:`ProviderSettings`: pydantic, with the keys-stay-with-hosts class
+  variables :func:`tidings.providers.settings.merge_override` needs) and a catalog entry;
+* ``build`` (an :class:`OutgoingEmail` -> the provider's request, built once), ``record``
+  (that request as history may show it: no secret, files as name/type/size);
+* ``send`` (never raises: a :class:`SendOutcome` says sent / failed / throttled with a time /
+  retry / in doubt, with a hint, and whether a failure is the provider's fault — the only
+  kind routing fails over);
+* ``find_sent`` (an unanswered attempt, looked up in the provider's log before anything is
+  sent again; a provider without a log says so by raising :class:`ProviderRefused`).
+
+And optional capabilities, each ``None`` when the provider lacks it: ``webhooks`` (verify and
+parse a webhook into delivery events), ``events`` (read the provider's event log by window,
+for polling), ``connect`` (register our webhook URL at the provider), ``doctor`` checks.
+
+Nothing here knows any provider's URLs or field names.
 """
 
 from __future__ import annotations
 
 import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
 
 from tidings.domain.events import DeliveryEvent, EventKind
+from tidings.providers.outbound import Outbound
 
 __all__ = [
     "Attachment",
+    "ConnectResult",
     "DeliveryEvent",
+    "EventFeed",
     "EventKind",
+    "EventParseError",
+    "EventsPage",
+    "Found",
+    "Hint",
     "OutcomeKind",
     "OutgoingEmail",
+    "Provider",
+    "ProviderAPIError",
     "ProviderConfig",
+    "ProviderContext",
+    "ProviderError",
+    "ProviderRefused",
+    "ProviderSettings",
+    "ProviderUnreachable",
+    "Refusal",
+    "RequestError",
     "RequestRecord",
     "SendOutcome",
+    "WebhookRead",
+    "WebhookReader",
 ]
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+class ProviderError(Exception):
+    """Base of every error a provider raises from its API calls; ``str()`` is for a person."""
+
+
+class RequestError(ProviderError, ValueError):
+    """The email cannot be made into a request this provider would take (too many tags, a
+    field the provider refuses). Final for the message: sending it again changes nothing."""
+
+
+class ProviderRefused(ProviderError):
+    """The call cannot be made as configured (the network policy, a moved host, a missing
+    capability): asking again would be refused again, so it is never retried."""
+
+
+class ProviderUnreachable(ProviderError):
+    """No answer (DNS, connect, timeout): worth asking again later."""
+
+
+class ProviderAPIError(ProviderError):
+    """The provider answered with an error."""
+
+    def __init__(self, message: str, *, status_code: int, body: str, hint: str | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+        self.hint = hint
+
+
+# -- what is sent ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +115,7 @@ class OutgoingEmail:
 
     ``tidings_id`` is the Tidings message id; every provider request must carry it so that an
     in-doubt send can be found again in the provider's event log. ``provider_body`` is the
-    user's raw override (``providers.mailgun.override.body``): merged last, it wins over every
+    user's raw override (``providers.<key>.override.body``): merged last, it wins over every
     field computed here.
     """
 
@@ -67,27 +137,63 @@ class OutgoingEmail:
     provider_body: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class ProviderConfig:
-    """Where and as whom to send: a stored provider configuration with per-message overrides
-    already applied. ``base_url`` is a full URL (``https://api.mailgun.net`` or a sandbox
-    ``http://127.0.0.1:PORT``); ``proxy_url`` routes every call through an egress proxy."""
+@runtime_checkable
+class ProviderConfig(Protocol):
+    """Where and as whom to send: a stored configuration with this message's overrides
+    applied. Each provider has its own (frozen) type; this is what the others may read."""
 
-    api_key: str
-    domain: str
-    base_url: str
-    from_address: str | None = None
-    webhook_signing_key: str | None = None
-    proxy_url: str | None = None
+    @property
+    def target(self) -> str:
+        """Where calls go, without credentials (a base URL, ``smtp://host:port``): shown in
+        history, and with ``domain`` the identity of an event log."""
+        ...
+
+    @property
+    def domain(self) -> str | None:
+        """The sending domain, when the provider has one (events are matched to it)."""
+        ...
+
+    @property
+    def from_address(self) -> str | None: ...
 
     @property
     def region(self) -> str:
-        """A person's name for where requests go: ``us``, ``eu`` or the base URL itself."""
-        if "api.eu.mailgun.net" in self.base_url:
-            return "eu"
-        if "api.mailgun.net" in self.base_url:
-            return "us"
-        return self.base_url
+        """A person's name for where requests go (``us``, ``eu``, or the target itself)."""
+        ...
+
+    def secrets(self) -> tuple[str | None, ...]:
+        """Every credential in this configuration: masked wherever a request is shown."""
+        ...
+
+
+class ProviderSettings(BaseModel):
+    """Base of each provider's settings model (what ``POST /providers`` stores).
+
+    The class variables drive the one override rule (``providers.settings.merge_override``):
+    an override that changes a ``TARGET_FIELDS`` setting must bring ``CREDENTIAL_FIELDS`` of
+    its own, and may only name ``KNOWN_ORIGINS`` or origins the operator trusts.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    TARGET_FIELDS: ClassVar[tuple[str, ...]] = ()
+    CREDENTIAL_FIELDS: ClassVar[tuple[str, ...]] = ()
+    KNOWN_ORIGINS: ClassVar[frozenset[str]] = frozenset()
+    OVERRIDABLE: ClassVar[tuple[str, ...]] = ()
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ()
+    # Catalog types for fields whose JSON type is not plain: {field: ("enum", [values])}.
+    CATALOG_TYPES: ClassVar[Mapping[str, tuple[str, list[str] | None]]] = {}
+
+    def to_config(self) -> ProviderConfig:
+        raise NotImplementedError
+
+    def polling_mode(self) -> str:
+        """``on``, ``off`` or ``auto`` (off while webhooks flow): for providers with events."""
+        return "off"
+
+    def rate_limit_dict(self) -> dict[str, Any] | None:
+        rate = getattr(self, "rate_limit", None)
+        return rate.model_dump() if isinstance(rate, BaseModel) else None
 
 
 class OutcomeKind(enum.StrEnum):
@@ -102,7 +208,7 @@ class OutcomeKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
-    """What was sent, for the message history: never the API key; files as name/type/size."""
+    """What was sent, for the message history: never a credential; files as name/type/size."""
 
     method: str
     url: str
@@ -110,9 +216,22 @@ class RequestRecord:
     fields: list[tuple[str, str]]
     files: list[dict[str, Any]]
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "url": self.url,
+            "region": self.region,
+            "fields": [list(f) for f in self.fields],
+            "files": self.files,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class SendOutcome:
+    """One answer, classified. ``provider_fault`` marks a FAILED answer that is about the
+    provider, not the recipient or the message (a refused key, a disabled account, an unknown
+    domain): routing tries the next provider for those, and only for those."""
+
     kind: OutcomeKind
     request: RequestRecord
     status_code: int | None = None
@@ -122,3 +241,201 @@ class SendOutcome:
     error_message: str | None = None
     hint: str | None = None
     duration_ms: float = 0.0
+    provider_fault: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """An attempt whose answer was lost, found in the provider's log."""
+
+    at: datetime
+    provider_message_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """A known problem, in words a person on call understands, and the fix."""
+
+    key: str
+    title: str
+    explanation: str
+    fix: str
+
+    def text(self) -> str:
+        """One paragraph for a history entry or a log line."""
+        return f"{self.title}. {self.explanation} Fix: {self.fix}"
+
+
+# -- optional capabilities ---------------------------------------------------------------
+
+
+class EventParseError(ValueError):
+    """An event item this provider's parser does not understand (skipped, never fatal)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventsPage:
+    """One page of a provider's event log; ``next_url`` continues it (stop on an empty page)."""
+
+    items: list[dict[str, Any]]
+    next_url: str | None
+
+
+class EventFeed(ABC):
+    """Reading a provider's event log by time window (polling)."""
+
+    page_limit: ClassVar[int] = 300
+
+    @abstractmethod
+    async def first_page(
+        self,
+        config: ProviderConfig,
+        *,
+        begin: float,
+        end: float | None = None,
+        ascending: bool = True,
+        limit: int = 300,
+        filters: Mapping[str, str] | None = None,
+    ) -> EventsPage:
+        """Events between epoch seconds ``begin`` and ``end``. Raises ProviderError."""
+
+    @abstractmethod
+    async def next_page(self, config: ProviderConfig, url: str) -> EventsPage: ...
+
+    @abstractmethod
+    def parse(self, item: dict[str, Any]) -> DeliveryEvent:
+        """One item of a page -> a delivery event; raises :class:`EventParseError`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a webhook is refused: a stable ``code``, a sentence for the log, what to answer."""
+
+    code: str
+    message: str
+    http_status: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRead:
+    """A verified webhook: its event, and the token that may be accepted only once."""
+
+    event: DeliveryEvent
+    token: str
+
+
+class WebhookReader(ABC):
+    """Verifying and parsing the webhooks a provider posts to ``/webhooks/<key>/<token>``."""
+
+    @abstractmethod
+    def read(
+        self,
+        settings: ProviderSettings,
+        body: bytes,
+        content_type: str,
+        *,
+        now: float,
+        window_s: float,
+    ) -> WebhookRead | Refusal:
+        """Verify (signature, freshness, domain) and parse; never fails open."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectResult:
+    """What registering our webhook URL at the provider did, in the API's answer shape."""
+
+    complete: bool
+    answer: dict[str, Any]
+
+
+# -- the provider ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderContext:
+    """What a process gives every provider it opens: the outbound network policy (``None``:
+    connect anywhere, for tools and tests), timeouts in seconds, and a pool size."""
+
+    outbound: Outbound | None = None
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    total_timeout_s: float | None = 120.0
+    connection_limit: int = 64
+    user_agent: str = "tidings"
+
+
+class Provider(ABC):
+    """One email provider. Subclasses set the class variables and implement the abstract
+    methods; optional capabilities stay ``None``. One instance per process, shared by every
+    configuration of the provider; ``close`` ends its connections."""
+
+    key: ClassVar[str]  # "mailgun": in the Providers API, routing, webhook URLs
+    name: ClassVar[str]  # "Mailgun": for people
+    channel: ClassVar[str] = "email"
+    description: ClassVar[str] = ""
+    settings_model: ClassVar[type[ProviderSettings]]
+    # Validates message.providers.<key>.override (a pydantic model), or None: any object.
+    override_model: ClassVar[type[BaseModel] | None] = None
+    hints: ClassVar[Sequence[Hint]] = ()
+    # What this provider's webhooks and polling can report; SMTP: none (ends at SENT).
+    has_events: ClassVar[bool] = False
+
+    webhooks: WebhookReader | None = None
+    events: EventFeed | None = None
+
+    def __init__(self, context: ProviderContext | None = None) -> None:
+        self.context = context or ProviderContext()
+
+    async def close(self) -> None:
+        """Close pooled connections; the instance may not be used afterwards."""
+        return None
+
+    # -- settings ------------------------------------------------------------------------
+
+    def parse_settings(self, settings: Mapping[str, Any]) -> ProviderSettings:
+        """Stored settings -> the model; raises pydantic's ValidationError."""
+        return self.settings_model.model_validate(dict(settings))
+
+    # -- sending -------------------------------------------------------------------------
+
+    @abstractmethod
+    def build(self, email: OutgoingEmail, config: ProviderConfig) -> Any:
+        """The provider's request for ``email``, built once; raises :class:`RequestError`."""
+
+    @abstractmethod
+    def record(self, request: Any, secrets: Sequence[str | None] = ()) -> RequestRecord:
+        """``request`` as the history shows it: every secret in ``secrets`` masked."""
+
+    @abstractmethod
+    async def send(self, request: Any, config: ProviderConfig) -> SendOutcome:
+        """Send one built request. Never raises for the provider's answers or the network."""
+
+    async def find_sent(
+        self,
+        config: ProviderConfig,
+        *,
+        tidings_id: str,
+        recipient: str | None,
+        begin: datetime,
+    ) -> Found | None:
+        """The earliest proof that ``tidings_id`` was accepted since ``begin``, or None when
+        the log has none. Raises :class:`ProviderRefused` when there is no log to ask."""
+        raise ProviderRefused(f"{self.name} keeps no event log Tidings can search")
+
+    def hint_for(
+        self, status: int | None, message: str | None, code: int | None = None
+    ) -> Hint | None:
+        """The known problem an answer (HTTP ``status``) or an event's words and delivery
+        ``code`` point to, when one is known."""
+        return None
+
+    # -- optional: connect and doctor -----------------------------------------------------
+
+    async def connect(self, config: ProviderConfig, url: str) -> ConnectResult:
+        """Register ``url`` as this configuration's webhook URL at the provider."""
+        raise ProviderRefused(f"{self.name} has no webhooks to register")
+
+    async def doctor(self, config: ProviderConfig, options: Any) -> dict[str, Any] | None:
+        """Every doctor check of this configuration (``GET /providers/{id}/doctor``), or
+        None when the provider has none. Never raises for what it finds."""
+        return None

@@ -13,18 +13,16 @@ hosts (``KNOWN_ORIGINS``) or origins the operator trusts (``TIDINGS_PROVIDER_HOS
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from tidings.domain.errors import ValidationError, key_path
 from tidings.domain.network import origin_of
-from tidings.providers.base import ProviderConfig
+from tidings.providers.base import ProviderSettings
 
-US_HOST = "api.mailgun.net"
-EU_HOST = "api.eu.mailgun.net"
 SECRET_FIELDS = ("api_key", "webhook_signing_key")
 
 
@@ -40,94 +38,6 @@ class RateLimit(BaseModel):
 
 
 PollingMode = Literal["on", "off", "auto"]
-
-
-class MailgunSettings(BaseModel):
-    """One Mailgun configuration: an account key, a sending domain, and a region."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    # Where calls go; the credentials that travel with them; what an override may change.
-    TARGET_FIELDS: ClassVar[tuple[str, ...]] = ("host", "proxy_url")
-    CREDENTIAL_FIELDS: ClassVar[tuple[str, ...]] = ("api_key",)
-    KNOWN_ORIGINS: ClassVar[frozenset[str]] = frozenset(
-        {f"https://{US_HOST}:443", f"https://{EU_HOST}:443"}
-    )
-    OVERRIDABLE: ClassVar[tuple[str, ...]] = (
-        "api_key",
-        "domain",
-        "host",
-        "from_address",
-        "proxy_url",
-    )
-
-    api_key: str = Field(min_length=1, description="Mailgun private API key (write-only).")
-    domain: str = Field(min_length=1, description="The sending domain, e.g. mg.example.com.")
-    host: str = Field(
-        default=US_HOST,
-        description=(
-            f"{US_HOST} (US), {EU_HOST} (EU), or a full http(s) base URL such as the sandbox's."
-        ),
-    )
-    from_address: str | None = Field(
-        default=None, description="Default From, e.g. 'Acme <no-reply@mg.example.com>'."
-    )
-    webhook_signing_key: str | None = Field(
-        default=None, description="Mailgun's HTTP webhook signing key (write-only)."
-    )
-    polling: PollingMode = Field(
-        default="on",
-        description="Read Mailgun's Events API: on, off, or auto (off while webhooks flow).",
-    )
-    rate_limit: RateLimit | None = Field(default=None, description="Cap on the send rate.")
-    proxy_url: str | None = Field(
-        default=None, description="Egress proxy for every call to Mailgun (http, https, socks5)."
-    )
-
-    @field_validator("polling", mode="before")
-    @classmethod
-    def _polling_bool(cls, value: Any) -> Any:
-        if value is True:
-            return "on"
-        if value is False:
-            return "off"
-        return value
-
-    @field_validator("domain")
-    @classmethod
-    def _domain(cls, value: str) -> str:
-        value = value.strip().lower()
-        if "/" in value or " " in value or "." not in value:
-            raise ValueError("must be a domain name such as mg.example.com")
-        return value
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, value: str) -> str:
-        return base_url_for(value)
-
-    @field_validator("proxy_url")
-    @classmethod
-    def _proxy(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if (
-            parts.scheme not in ("http", "https", "socks5", "socks5h", "socks4")
-            or not parts.hostname
-        ):
-            raise ValueError("must be an http://, https:// or socks5:// proxy URL")
-        return value
-
-    def to_config(self) -> ProviderConfig:
-        return ProviderConfig(
-            api_key=self.api_key,
-            domain=self.domain,
-            base_url=self.host,
-            from_address=self.from_address,
-            webhook_signing_key=self.webhook_signing_key,
-            proxy_url=self.proxy_url,
-        )
 
 
 S = TypeVar("S", bound=BaseModel)
@@ -257,9 +167,12 @@ def hide_password(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def public_settings(settings: dict[str, Any]) -> dict[str, Any]:
+def public_settings(
+    settings: dict[str, Any], secret_fields: tuple[str, ...] = SECRET_FIELDS
+) -> dict[str, Any]:
+    """Stored settings as an answer may show them: secrets masked, proxy passwords hidden."""
     shown = dict(settings)
-    for name in SECRET_FIELDS:
+    for name in secret_fields:
         if shown.get(name):
             shown[name] = mask(shown[name])
     if shown.get("proxy_url"):
@@ -267,41 +180,31 @@ def public_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-_CATALOG_TYPES = {
-    "api_key": ("string", True, None),
-    "domain": ("string", True, None),
-    "host": ("string", False, None),
-    "from_address": ("string", False, None),
-    "webhook_signing_key": ("string", False, None),
-    "polling": ("enum", False, ["on", "off", "auto"]),
-    "rate_limit": ("object", False, None),
-    "proxy_url": ("string", False, None),
-}
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
-def catalog() -> dict[str, Any]:
-    """What ``GET /providers/catalog`` answers: each provider's settings schema, in Courier's
-    shape (``{field: {type, required, values?}}``) plus a description and write-only flag."""
+def _catalog_type(annotation: Any) -> str:
+    for arg in (annotation, *getattr(annotation, "__args__", ())):
+        if arg in _JSON_TYPES:
+            return _JSON_TYPES[arg]
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return "object"
+    return "string"
+
+
+def settings_catalog(model: type[ProviderSettings]) -> dict[str, Any]:
+    """One provider's settings in Courier's catalog shape: ``{field: {type, required,
+    values?}}`` plus a description and a write-only flag."""
     fields: dict[str, Any] = {}
-    for name, info in MailgunSettings.model_fields.items():
-        kind, required, values = _CATALOG_TYPES[name]
+    for name, info in model.model_fields.items():
+        kind, values = model.CATALOG_TYPES.get(name, (_catalog_type(info.annotation), None))
         entry: dict[str, Any] = {
             "type": kind,
-            "required": required,
+            "required": info.is_required(),
             "description": info.description,
-            "write_only": name in SECRET_FIELDS,
+            "write_only": name in model.SECRET_FIELDS,
         }
         if values:
             entry["values"] = values
         fields[name] = entry
-    return {
-        "results": [
-            {
-                "provider": "mailgun",
-                "name": "Mailgun",
-                "channel": "email",
-                "description": "Email through Mailgun's Messages API (US or EU region).",
-                "settings": fields,
-            }
-        ]
-    }
+    return fields

@@ -12,8 +12,9 @@ from typing import Any
 
 from tidings.domain.content import parse_content
 from tidings.domain.recipients import parse_recipient
-from tidings.providers.base import Attachment, OutgoingEmail, ProviderConfig
-from tidings.providers.settings import MailgunSettings, merge_override
+from tidings.providers.base import Attachment, OutgoingEmail
+from tidings.providers.mailgun.settings import MailgunConfig, MailgunSettings
+from tidings.providers.settings import merge_override
 from tidings.render.email import RenderedEmail, apply_overrides, render_email
 from tidings.render.templating import RenderContext
 
@@ -62,7 +63,7 @@ def provider_config(
     payload: dict[str, Any],
     *,
     trusted: frozenset[str] = frozenset(),
-) -> ProviderConfig:
+) -> MailgunConfig:
     """The stored configuration with this message's ``override.config`` applied; raises a
     ValidationError (a ValueError) when the override would send a stored key elsewhere
     (see ``providers.settings.merge_override``). ``trusted``: the operator's origins."""
@@ -100,7 +101,7 @@ def outgoing(
     payload: dict[str, Any],
     resolved: Resolved,
     rendered: RenderedEmail,
-    config: ProviderConfig,
+    config: MailgunConfig,
     tags: list[str],
 ) -> OutgoingEmail:
     if resolved.email is None:

@@ -27,11 +27,12 @@ from tidings.domain.status import (
     with_unroutable,
 )
 from tidings.ids import new_id
-from tidings.providers.base import OutcomeKind, ProviderConfig, RequestRecord, SendOutcome
+from tidings.providers.base import OutcomeKind, RequestRecord, SendOutcome
 from tidings.providers.mailgun.client import MailgunClient
 from tidings.providers.mailgun.errors import MailgunConfigError, PayloadError
 from tidings.providers.mailgun.lookup import find_sent
 from tidings.providers.mailgun.payload import build_request, redact
+from tidings.providers.mailgun.settings import MailgunConfig
 from tidings.render.email import RenderedEmail
 from tidings.render.errors import RenderError
 from tidings.render.pool import RenderFailure
@@ -427,7 +428,7 @@ class Dispatcher:
         self,
         row: Any,
         provider_id: str,
-        config: ProviderConfig,
+        config: MailgunConfig,
         attempt_id: int,
         number: int,
         outcome: SendOutcome,
@@ -535,7 +536,7 @@ class Dispatcher:
         ceiling = min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    async def _settle_in_doubt(self, row: Any, config: ProviderConfig, attempt: Any | None) -> bool:
+    async def _settle_in_doubt(self, row: Any, config: MailgunConfig, attempt: Any | None) -> bool:
         """Look for an unanswered attempt in Mailgun's event log. True when settled (found,
         or to be checked again later); False when it is safe to send again."""
         started: datetime | None = attempt.started_at if attempt is not None else None

@@ -56,7 +56,6 @@ from pydantic import ValidationError
 from yarl import URL
 
 from tidings.ids import new_id
-from tidings.providers.base import ProviderConfig
 from tidings.providers.mailgun.client import EventsPage, MailgunClient
 from tidings.providers.mailgun.errors import (
     MailgunAPIError,
@@ -64,7 +63,7 @@ from tidings.providers.mailgun.errors import (
     MailgunConnectionError,
 )
 from tidings.providers.mailgun.events import EventParseError, parse_event_item
-from tidings.providers.settings import MailgunSettings
+from tidings.providers.mailgun.settings import MailgunConfig, MailgunSettings
 from tidings.runtime import Runtime
 from tidings.store import poll_cursors, providers
 from tidings.store.clock import utcnow
@@ -93,7 +92,7 @@ class Group:
     base_url: str
     domain: str
     mode: str  # on | off | auto
-    config: ProviderConfig  # the one polling uses: the first whose own mode is the group's
+    config: MailgunConfig  # the one polling uses: the first whose own mode is the group's
     provider_id: str  # that configuration's id, named in the history of what it reads
     provider_ids: tuple[str, ...]
 

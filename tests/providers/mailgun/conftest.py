@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.providers.mailgun.fixtures import make_config
-from tidings.providers.base import ProviderConfig
+from tidings.providers.mailgun.settings import MailgunConfig
 
 
 @pytest.fixture
-def config() -> ProviderConfig:
+def config() -> MailgunConfig:
     return make_config()

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tidings.providers.base import ProviderConfig
+from tidings.providers.mailgun.settings import MailgunConfig
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "mailgun"
 API_KEY = "key-0123456789abcdef0123456789abcdef"
@@ -17,7 +17,7 @@ def load(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
-def make_config(base_url: str = "https://api.mailgun.net", **changes: Any) -> ProviderConfig:
+def make_config(base_url: str = "https://api.mailgun.net", **changes: Any) -> MailgunConfig:
     values: dict[str, Any] = {
         "api_key": API_KEY,
         "domain": "mg.example.com",
@@ -26,4 +26,4 @@ def make_config(base_url: str = "https://api.mailgun.net", **changes: Any) -> Pr
         "webhook_signing_key": SIGNING_KEY,
     }
     values.update(changes)
-    return ProviderConfig(**values)
+    return MailgunConfig(**values)

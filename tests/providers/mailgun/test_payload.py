@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.providers.mailgun.fixtures import API_KEY, make_config
-from tidings.providers.base import Attachment, OutgoingEmail, ProviderConfig
+from tidings.providers.base import Attachment, OutgoingEmail
 from tidings.providers.mailgun.errors import PayloadError
 from tidings.providers.mailgun.payload import build_request, form_value, redact
+from tidings.providers.mailgun.settings import MailgunConfig
 
 
 def email(**changes: object) -> OutgoingEmail:
@@ -28,7 +29,7 @@ def email(**changes: object) -> OutgoingEmail:
     return OutgoingEmail(**values)  # type: ignore[arg-type]
 
 
-def test_url_and_basic_fields(config: ProviderConfig) -> None:
+def test_url_and_basic_fields(config: MailgunConfig) -> None:
     request = build_request(email(), config)
     assert request.url == "https://api.mailgun.net/v3/mg.example.com/messages"
     assert request.region == "us"
@@ -50,7 +51,7 @@ def test_eu_region_and_trailing_slash() -> None:
     assert request.region == "eu"
 
 
-def test_repeated_keys_and_options(config: ProviderConfig) -> None:
+def test_repeated_keys_and_options(config: MailgunConfig) -> None:
     request = build_request(
         email(
             cc=("c1@example.com", "c2@example.com"),
@@ -76,29 +77,29 @@ def test_repeated_keys_and_options(config: ProviderConfig) -> None:
     assert request.values("v:tidings-id") == ["1-abc"]
 
 
-def test_tracking_absent_when_unset(config: ProviderConfig) -> None:
+def test_tracking_absent_when_unset(config: MailgunConfig) -> None:
     keys = {key for key, _ in build_request(email(), config).fields}
     assert not keys & {"o:tracking-opens", "o:tracking-clicks", "h:Reply-To", "o:tag"}
 
 
-def test_variables_that_are_objects_are_json(config: ProviderConfig) -> None:
+def test_variables_that_are_objects_are_json(config: MailgunConfig) -> None:
     variables = {"order": {"id": 7, "items": ["a"]}, "ids": [1, 2]}
     request = build_request(email(variables=variables), config)
     assert json.loads(request.values("v:order")[0]) == {"id": 7, "items": ["a"]}
     assert json.loads(request.values("v:ids")[0]) == [1, 2]
 
 
-def test_more_than_three_tags_is_refused(config: ProviderConfig) -> None:
+def test_more_than_three_tags_is_refused(config: MailgunConfig) -> None:
     with pytest.raises(PayloadError, match=r"at most 3 tags .* got 4: a, b, c, d"):
         build_request(email(tags=("a", "b", "c", "d")), config)
 
 
-def test_override_tags_are_counted_too(config: ProviderConfig) -> None:
+def test_override_tags_are_counted_too(config: MailgunConfig) -> None:
     with pytest.raises(ValueError, match="at most 3 tags"):
         build_request(email(provider_body={"o:tag": ["a", "b", "c", "d"]}), config)
 
 
-def test_override_replaces_every_computed_value_in_place(config: ProviderConfig) -> None:
+def test_override_replaces_every_computed_value_in_place(config: MailgunConfig) -> None:
     request = build_request(
         email(tags=("one", "two"), cc=("x@example.com",), provider_body={"o:tag": "only"}),
         config,
@@ -109,7 +110,7 @@ def test_override_replaces_every_computed_value_in_place(config: ProviderConfig)
     assert request.values("cc") == ["x@example.com"]
 
 
-def test_override_value_conversions(config: ProviderConfig) -> None:
+def test_override_value_conversions(config: MailgunConfig) -> None:
     body = {
         "to": ["a@example.com", "b@example.com"],
         "o:testmode": True,
@@ -129,13 +130,13 @@ def test_override_value_conversions(config: ProviderConfig) -> None:
     assert request.values("text") == []
 
 
-def test_tidings_id_survives_the_override(config: ProviderConfig) -> None:
+def test_tidings_id_survives_the_override(config: MailgunConfig) -> None:
     for value in (None, "other", ["x", "y"]):
         request = build_request(email(provider_body={"v:tidings-id": value}), config)
         assert request.values("v:tidings-id") == ["1-abc"]
 
 
-def test_files_in_override_body_are_refused(config: ProviderConfig) -> None:
+def test_files_in_override_body_are_refused(config: MailgunConfig) -> None:
     with pytest.raises(PayloadError, match=r"override\.attachment"):
         build_request(email(provider_body={"attachment": "x"}), config)
 
@@ -146,7 +147,7 @@ def test_from_falls_back_to_configuration() -> None:
     assert request.values("from") == ["Config <cfg@mg.example.com>"]
 
 
-def test_attachments_and_redaction(config: ProviderConfig) -> None:
+def test_attachments_and_redaction(config: MailgunConfig) -> None:
     pdf = Attachment("billing.pdf", "application/pdf", b"%PDF-1.4\x00\xff")
     logo = Attachment("logo.png", "image/png", b"\x89PNG", inline=True)
     request = build_request(

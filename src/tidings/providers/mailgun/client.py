@@ -37,7 +37,7 @@ import aiohttp
 from yarl import URL
 
 from tidings.domain.network import answer_excerpt, origin_of
-from tidings.providers.base import OutcomeKind, OutgoingEmail, ProviderConfig, SendOutcome
+from tidings.providers.base import EventsPage, OutcomeKind, OutgoingEmail, SendOutcome
 from tidings.providers.mailgun.errors import (
     UNAUTHORIZED_MESSAGE,
     MailgunAPIError,
@@ -56,6 +56,7 @@ from tidings.providers.mailgun.payload import (
     messages_url,
     redact,
 )
+from tidings.providers.mailgun.settings import MailgunConfig
 from tidings.providers.outbound import Outbound, TargetRefused, refusal_in
 
 __all__ = [
@@ -87,14 +88,6 @@ class Timeouts:
         return aiohttp.ClientTimeout(
             total=self.total, connect=self.connect, sock_connect=self.connect, sock_read=self.read
         )
-
-
-@dataclass(frozen=True, slots=True)
-class EventsPage:
-    """One Events API page. ``next_url`` is always given by Mailgun; stop on an empty page."""
-
-    items: list[dict[str, Any]]
-    next_url: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +240,7 @@ class MailgunClient:
         return connector
 
     def _route(
-        self, config: ProviderConfig
+        self, config: MailgunConfig
     ) -> tuple[aiohttp.ClientSession, URL | None, dict[str, str] | None]:
         """The session for ``config`` and, for HTTP(S) proxies, the proxy (without its
         credentials) and the headers that authenticate to it."""
@@ -283,7 +276,7 @@ class MailgunClient:
 
     async def _request(
         self,
-        config: ProviderConfig,
+        config: MailgunConfig,
         method: str,
         url: str,
         *,
@@ -320,21 +313,28 @@ class MailgunClient:
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def send(self, email: OutgoingEmail, config: ProviderConfig) -> SendOutcome:
-        """Send one email. Never raises for Mailgun's answers or network failures.
-
-        A message Mailgun would refuse for a known reason (more than 3 tags) is FAILED without
-        a call; a configuration that cannot work (a SOCKS proxy without aiohttp-socks) is
-        RETRY with the reason, since nothing left the machine and fixing it needs no resend.
-        """
-        secrets = (config.api_key, config.webhook_signing_key)
+    async def send(self, email: OutgoingEmail, config: MailgunConfig) -> SendOutcome:
+        """Build and send one email (tools and tests; the dispatcher builds once itself and
+        calls :meth:`send_request`). A message Mailgun would refuse for a known reason (more
+        than 3 tags) is FAILED without a call."""
         try:
             request = build_request(email, config)
         except PayloadError as exc:
             empty = MailgunRequest(url=messages_url(config), region=config.region, fields=[])
             return SendOutcome(
-                kind=OutcomeKind.FAILED, request=redact(empty, secrets), error_message=str(exc)
+                kind=OutcomeKind.FAILED,
+                request=redact(empty, config.secrets()),
+                error_message=str(exc),
             )
+        return await self.send_request(request, config)
+
+    async def send_request(self, request: MailgunRequest, config: MailgunConfig) -> SendOutcome:
+        """Send one built request. Never raises for Mailgun's answers or network failures.
+
+        A configuration that cannot work (a SOCKS proxy without aiohttp-socks) is RETRY with
+        the reason, since nothing left the machine and fixing it needs no resend.
+        """
+        secrets = config.secrets()
         record = redact(request, secrets)
         body, headers, size = _body(request)
         tracker = _Tracker(body_size=size)
@@ -351,6 +351,7 @@ class MailgunClient:
                 return SendOutcome(
                     kind=OutcomeKind.FAILED,
                     request=record,
+                    provider_fault=True,
                     error_message=f"{refused} (nothing was sent)",
                     duration_ms=(time.perf_counter() - started) * 1000,
                 )
@@ -380,7 +381,7 @@ class MailgunClient:
 
     async def _api(
         self,
-        config: ProviderConfig,
+        config: MailgunConfig,
         method: str,
         url: str,
         *,
@@ -415,12 +416,12 @@ class MailgunClient:
             return data_out
         raise _api_error(config, method, url, answer, not_found)
 
-    def _domain_url(self, config: ProviderConfig, path: str = "") -> str:
+    def _domain_url(self, config: MailgunConfig, path: str = "") -> str:
         return f"{config.base_url.rstrip('/')}/v3/domains/{config.domain}{path}"
 
     async def events_page(
         self,
-        config: ProviderConfig,
+        config: MailgunConfig,
         *,
         begin: float | None = None,
         end: float | None = None,
@@ -438,7 +439,7 @@ class MailgunClient:
         url = f"{config.base_url.rstrip('/')}/v3/{config.domain}/events"
         return _events_page(await self._api(config, "GET", url, params=params))
 
-    async def events_next(self, config: ProviderConfig, url: str) -> EventsPage:
+    async def events_next(self, config: MailgunConfig, url: str) -> EventsPage:
         """The page at a ``paging.next`` URL. It must be on the configuration's own host:
         the API key is sent with it."""
         if URL(url).origin() != URL(config.base_url).origin():
@@ -448,7 +449,7 @@ class MailgunClient:
             )
         return _events_page(await self._api(config, "GET", url))
 
-    async def get_domain(self, config: ProviderConfig) -> DomainInfo:
+    async def get_domain(self, config: MailgunConfig) -> DomainInfo:
         """``GET /v3/domains/{domain}``: proves the key works in this region and the domain
         exists there."""
         data = await self._api(config, "GET", self._domain_url(config))
@@ -460,7 +461,7 @@ class MailgunClient:
             raw=data,
         )
 
-    async def list_webhooks(self, config: ProviderConfig) -> list[WebhookInfo]:
+    async def list_webhooks(self, config: MailgunConfig) -> list[WebhookInfo]:
         data = await self._api(config, "GET", self._domain_url(config, "/webhooks"))
         hooks = data.get("webhooks")
         if not isinstance(hooks, dict):
@@ -468,14 +469,14 @@ class MailgunClient:
         return [WebhookInfo(name, _urls(value)) for name, value in sorted(hooks.items())]
 
     async def create_webhook(
-        self, config: ProviderConfig, name: str, urls: Sequence[str]
+        self, config: MailgunConfig, name: str, urls: Sequence[str]
     ) -> WebhookInfo:
         form = [("id", name), *(("url", url) for url in urls)]
         data = await self._api(config, "POST", self._domain_url(config, "/webhooks"), form=form)
         return WebhookInfo(name, _urls(data.get("webhook")) or tuple(urls))
 
     async def update_webhook(
-        self, config: ProviderConfig, name: str, urls: Sequence[str]
+        self, config: MailgunConfig, name: str, urls: Sequence[str]
     ) -> WebhookInfo:
         form = [("url", url) for url in urls]
         data = await self._api(
@@ -487,7 +488,7 @@ class MailgunClient:
         )
         return WebhookInfo(name, _urls(data.get("webhook")) or tuple(urls))
 
-    async def delete_webhook(self, config: ProviderConfig, name: str) -> None:
+    async def delete_webhook(self, config: MailgunConfig, name: str) -> None:
         await self._api(
             config,
             "DELETE",
@@ -500,7 +501,7 @@ def _is_mailgun(base_url: str) -> bool:
     return origin_of(base_url) in _MAILGUN_ORIGINS
 
 
-def _kept_body(config: ProviderConfig, text: str) -> str:
+def _kept_body(config: MailgunConfig, text: str) -> str:
     return text[:2000] if _is_mailgun(config.base_url) else answer_excerpt(text)
 
 
@@ -547,7 +548,7 @@ def _events_page(data: dict[str, Any]) -> EventsPage:
 
 
 def _api_error(
-    config: ProviderConfig, method: str, url: str, answer: _Answer, not_found: str | None
+    config: MailgunConfig, method: str, url: str, answer: _Answer, not_found: str | None
 ) -> MailgunAPIError:
     message = mailgun_message(answer.text) or f"HTTP {answer.status}"
     if not _is_mailgun(config.base_url):

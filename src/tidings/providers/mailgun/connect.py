@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 from yarl import URL
 
-from tidings.providers.base import ProviderConfig
 from tidings.providers.mailgun.client import DomainInfo, MailgunClient
 from tidings.providers.mailgun.errors import MailgunAPIError, MailgunError
+from tidings.providers.mailgun.settings import MailgunConfig
 
 __all__ = [
     "MAX_URLS_PER_KIND",
@@ -111,11 +111,11 @@ class ConnectReport:
         }
 
 
-def _origin(config: ProviderConfig) -> str:
+def _origin(config: MailgunConfig) -> str:
     return str(URL(config.base_url).origin())
 
 
-async def check_domain(client: MailgunClient, config: ProviderConfig) -> DomainInfo:
+async def check_domain(client: MailgunClient, config: MailgunConfig) -> DomainInfo:
     """The domain as Mailgun describes it; raises :class:`ConnectError` when the key or the
     domain is wrong for this region."""
     host = _origin(config)
@@ -140,7 +140,7 @@ async def check_domain(client: MailgunClient, config: ProviderConfig) -> DomainI
     return info
 
 
-async def connect(client: MailgunClient, config: ProviderConfig, url: str) -> ConnectReport:
+async def connect(client: MailgunClient, config: MailgunConfig, url: str) -> ConnectReport:
     """Make Mailgun post every kind in :data:`WEBHOOK_KINDS` for ``config.domain`` to
     ``url``, keeping other URLs. Idempotent. Raises :class:`ConnectError` for a wrong key,
     region or domain, and the client's errors for anything else."""
@@ -154,7 +154,7 @@ async def connect(client: MailgunClient, config: ProviderConfig, url: str) -> Co
 
 async def _ensure(
     client: MailgunClient,
-    config: ProviderConfig,
+    config: MailgunConfig,
     kind: str,
     url: str,
     urls: tuple[str, ...] | None,

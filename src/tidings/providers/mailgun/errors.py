@@ -25,7 +25,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from tidings.providers.base import OutcomeKind, RequestRecord, SendOutcome
+from tidings.providers.base import (
+    OutcomeKind,
+    ProviderAPIError,
+    ProviderError,
+    ProviderRefused,
+    ProviderUnreachable,
+    RequestError,
+    RequestRecord,
+    SendOutcome,
+)
 from tidings.providers.mailgun.hints import hint_for
 
 __all__ = [
@@ -56,31 +65,25 @@ _THROTTLE_WORDS = re.compile(r"limit exceeded|try again after", re.IGNORECASE)
 _NOT_ALLOWED = re.compile(r"not allowed to send", re.IGNORECASE)
 
 
-class MailgunError(Exception):
+class MailgunError(ProviderError):
     """Base of every error this package raises; ``str()`` is meant for a person."""
 
 
-class PayloadError(MailgunError, ValueError):
+class PayloadError(MailgunError, RequestError):
     """The message cannot be turned into a valid Mailgun request (e.g. more than 3 tags)."""
 
 
-class MailgunConfigError(MailgunError):
+class MailgunConfigError(MailgunError, ProviderRefused):
     """The provider configuration cannot work as given (e.g. a SOCKS proxy without
     ``aiohttp-socks`` installed, an unsupported proxy scheme)."""
 
 
-class MailgunConnectionError(MailgunError):
+class MailgunConnectionError(MailgunError, ProviderUnreachable):
     """Mailgun could not be reached, or the connection broke before it answered."""
 
 
-class MailgunAPIError(MailgunError):
+class MailgunAPIError(MailgunError, ProviderAPIError):
     """Mailgun answered an API call (events, domains, webhooks) with an error."""
-
-    def __init__(self, message: str, *, status_code: int, body: str, hint: str | None = None):
-        super().__init__(message)
-        self.status_code = status_code
-        self.body = body
-        self.hint = hint
 
 
 class Progress(enum.Enum):
@@ -231,7 +234,14 @@ def classify(
         error_message=message,
         hint=hint_text,
         duration_ms=duration_ms,
+        provider_fault=kind is OutcomeKind.FAILED and _about_the_account(status_code, message),
     )
+
+
+def _about_the_account(status_code: int, message: str) -> bool:
+    """A refusal about the key, account or domain (another provider may well take the
+    message), not about this recipient or this message (no other provider would)."""
+    return status_code in (401, 403, 404) or bool(_NOT_ALLOWED.search(message))
 
 
 def _describe(error: BaseException) -> str:

@@ -15,14 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tidings.domain.events import DeliveryEvent, EventKind
+from tidings.providers.base import EventParseError
 from tidings.providers.mailgun.hints import hint_for
 from tidings.providers.mailgun.payload import TIDINGS_ID_VARIABLE
 
 __all__ = ["EventParseError", "message_id_domain", "parse_event_item", "parse_timestamp"]
-
-
-class EventParseError(ValueError):
-    """The item is not a Mailgun delivery event Tidings understands."""
 
 
 def parse_timestamp(value: Any) -> datetime:

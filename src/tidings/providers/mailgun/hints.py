@@ -10,23 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from tidings.providers.base import Hint
 
 __all__ = ["HINTS", "Hint", "hint_for"]
-
-
-@dataclass(frozen=True, slots=True)
-class Hint:
-    """What went wrong, in words a person on call understands, and the fix."""
-
-    key: str
-    title: str
-    explanation: str
-    fix: str
-
-    def text(self) -> str:
-        """One paragraph for a history entry or a log line."""
-        return f"{self.title}. {self.explanation} Fix: {self.fix}"
 
 
 _Predicate = Callable[[int | None, str, int | None], bool]

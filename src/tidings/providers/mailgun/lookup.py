@@ -7,13 +7,13 @@ recipient's events from just before the attempt started.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from tidings.domain.events import EventKind
-from tidings.providers.base import ProviderConfig
+from tidings.providers.base import Found
 from tidings.providers.mailgun.client import MailgunClient
 from tidings.providers.mailgun.events import EventParseError, parse_event_item
+from tidings.providers.mailgun.settings import MailgunConfig
 
 # Any of these proves Mailgun took the message in.
 _PROOF = frozenset(
@@ -31,15 +31,9 @@ _PROOF = frozenset(
 MAX_PAGES = 20
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
-    at: datetime
-    provider_message_id: str | None
-
-
 async def find_sent(
     client: MailgunClient,
-    config: ProviderConfig,
+    config: MailgunConfig,
     *,
     tidings_id: str,
     recipient: str | None,

@@ -19,8 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tidings.providers.base import Attachment, OutgoingEmail, ProviderConfig, RequestRecord
+from tidings.providers.base import Attachment, OutgoingEmail, RequestRecord
 from tidings.providers.mailgun.errors import PayloadError
+from tidings.providers.mailgun.settings import MailgunConfig
 
 __all__ = [
     "MAX_TAGS",
@@ -54,7 +55,7 @@ class MailgunRequest:
         return [value for name, value in self.fields if name == key]
 
 
-def messages_url(config: ProviderConfig) -> str:
+def messages_url(config: MailgunConfig) -> str:
     return f"{config.base_url.rstrip('/')}/v3/{config.domain}/messages"
 
 
@@ -83,7 +84,7 @@ def _yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def _computed_fields(email: OutgoingEmail, config: ProviderConfig) -> list[tuple[str, str]]:
+def _computed_fields(email: OutgoingEmail, config: MailgunConfig) -> list[tuple[str, str]]:
     fields: list[tuple[str, str]] = []
     sender = email.from_address or config.from_address
     if sender:
@@ -142,7 +143,7 @@ def _check(fields: list[tuple[str, str]]) -> None:
         )
 
 
-def build_request(email: OutgoingEmail, config: ProviderConfig) -> MailgunRequest:
+def build_request(email: OutgoingEmail, config: MailgunConfig) -> MailgunRequest:
     """The Messages API request for ``email``; raises :class:`PayloadError` when Mailgun
     would refuse it for a reason known in advance (more than 3 tags)."""
     fields = _merge_override(_computed_fields(email, config), email.provider_body)
