@@ -32,9 +32,10 @@ from tidings.api.auth import KeyRing, require_api_key
 from tidings.api.schemas import SendRequest
 from tidings.config import Settings
 from tidings.logging import register_provider_secrets, register_secret
-from tidings.providers.mailgun.client import MailgunClient, Timeouts
+from tidings.providers.base import ProviderContext
 from tidings.providers.mailgun.settings import MailgunSettings
 from tidings.providers.outbound import Outbound
+from tidings.providers.registry import Providers
 from tidings.runtime import Runtime
 from tidings.store import api_keys, providers
 from tidings.store.database import Database
@@ -183,6 +184,20 @@ async def decide_sandbox_mode(settings: Settings, db: Database) -> bool:
     return not any(p.origin != "sandbox" for p in stored)
 
 
+def open_providers(rt: Runtime) -> Providers:
+    """One live instance of every provider for this process, on its network policy."""
+    settings = rt.settings
+    return Providers(
+        ProviderContext(
+            outbound=Outbound(rt.network_policy(), settings.dns_server),
+            connect_timeout_s=10.0,
+            read_timeout_s=settings.send_timeout_s,
+            total_timeout_s=settings.send_timeout_s + 10,
+            user_agent="tidings (aiohttp)",
+        )
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -209,18 +224,14 @@ def create_app(
         await register_secrets(rt)
         if report.announce:
             _announce(rt, report)
-        client = MailgunClient(
-            timeouts=Timeouts(
-                connect=10.0, read=settings.send_timeout_s, total=settings.send_timeout_s + 10
-            ),
-            outbound=Outbound(rt.network_policy(), settings.dns_server),
-        )
-        app.state.mailgun = client
+        providers = open_providers(rt)
+        app.state.providers = providers
+        app.state.mailgun = providers.get("mailgun").client  # type: ignore[attr-defined]
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if run_workers:
             await rt.render_pool.start()
-            tasks.extend(start_loops(rt, client, stop))
+            tasks.extend(start_loops(rt, providers, stop))
         try:
             yield
         finally:
@@ -229,7 +240,7 @@ def create_app(
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             await rt.render_pool.close()
-            await client.close()
+            await providers.close()
             await rt.keyring.aclose()
             if rt.sandbox_mode:
                 await sandbox_holder["sandbox"].stop()

@@ -13,10 +13,8 @@ import signal
 import structlog
 
 from tidings.api.auth import KeyRing
-from tidings.app import register_secrets
+from tidings.app import open_providers, register_secrets
 from tidings.config import Settings
-from tidings.providers.mailgun.client import MailgunClient, Timeouts
-from tidings.providers.outbound import Outbound
 from tidings.runtime import Runtime
 from tidings.store.database import Database
 from tidings.workers.loops import start_loops
@@ -32,12 +30,7 @@ async def run_worker(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     db = Database(settings.database_url)
     rt = Runtime(settings=settings, db=db, keyring=KeyRing(None, []))
-    client = MailgunClient(
-        timeouts=Timeouts(
-            connect=10.0, read=settings.send_timeout_s, total=settings.send_timeout_s + 10
-        ),
-        outbound=Outbound(rt.network_policy(), settings.dns_server),
-    )
+    providers = open_providers(rt)
     await rt.render_pool.start()
     try:
         # A database that is not there yet is waited for, not a reason to exit.
@@ -48,8 +41,8 @@ async def run_worker(settings: Settings) -> None:
             rt, lambda: register_secrets(rt), stop, what="reading the stored provider keys"
         )
         if ready:
-            await asyncio.gather(*start_loops(rt, client, stop))
+            await asyncio.gather(*start_loops(rt, providers, stop))
     finally:
         await rt.render_pool.close()
-        await client.close()
+        await providers.close()
         await bounded(db.close(), 10.0, "closing the database")

@@ -8,7 +8,7 @@ from pathlib import Path
 from tidings.api.auth import KeyRing
 from tidings.config import Settings
 from tidings.logging import mask_text
-from tidings.providers.mailgun.client import MailgunClient
+from tidings.providers.registry import Providers
 from tidings.runtime import Runtime
 from tidings.store import providers
 from tidings.store.database import Database
@@ -23,7 +23,7 @@ async def test_a_configuration_added_elsewhere_is_masked_once_a_batch_is_loaded(
     key = "key-added-by-another-process-0123456789"
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}")
     await db.upgrade()
-    client = MailgunClient()
+    client = Providers()
     try:
         rt = Runtime(settings=Settings(), db=db, keyring=KeyRing(None, []))
         assert key in mask_text(f"answer: {key}")

@@ -24,7 +24,7 @@ from tidings.api.auth import KeyRing
 from tidings.config import Settings
 from tidings.domain.events import DeliveryEvent, EventKind
 from tidings.domain.status import NO_FACTS, with_sent
-from tidings.providers.mailgun.client import MailgunClient
+from tidings.providers.registry import Providers
 from tidings.runtime import Runtime
 from tidings.sandbox import Sandbox, SandboxSettings
 from tidings.store import facts as facts_codec
@@ -201,12 +201,12 @@ async def world(
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[MailgunClient]:
-    async with MailgunClient() as mailgun:
+async def client() -> AsyncIterator[Providers]:
+    async with Providers() as mailgun:
         yield mailgun
 
 
-async def test_nothing_outstanding_means_no_request(world: World, client: MailgunClient) -> None:
+async def test_nothing_outstanding_means_no_request(world: World, client: Providers) -> None:
     await world.add_provider("on")
     poller = Poller(world.runtime(), client)
     for _ in range(5):
@@ -215,7 +215,7 @@ async def test_nothing_outstanding_means_no_request(world: World, client: Mailgu
     assert await world.cursor() is None
 
 
-async def test_polling_off_never_requests(world: World, client: MailgunClient) -> None:
+async def test_polling_off_never_requests(world: World, client: Providers) -> None:
     provider = await world.add_provider("off")
     await world.send(provider, "ann+bounce@example.test", "msg_off")
     await world.wait_events(1)
@@ -227,7 +227,7 @@ async def test_polling_off_never_requests(world: World, client: MailgunClient) -
     assert row.status == "SENT"
 
 
-async def test_one_request_per_page_not_per_message(world: World, client: MailgunClient) -> None:
+async def test_one_request_per_page_not_per_message(world: World, client: Providers) -> None:
     provider = await world.add_provider("on")
     # 350 delivered events: a full page of 300 and a short one of 50.
     for n in range(350):
@@ -247,7 +247,7 @@ async def test_one_request_per_page_not_per_message(world: World, client: Mailgu
     assert world.event_requests() == 3
 
 
-async def test_statuses_reasons_and_times(world: World, client: MailgunClient) -> None:
+async def test_statuses_reasons_and_times(world: World, client: Providers) -> None:
     provider = await world.add_provider("on")
     sent = {
         "bounce": await world.send(provider, "bob+bounce@example.test", "msg_bounce"),
@@ -288,7 +288,7 @@ async def test_statuses_reasons_and_times(world: World, client: MailgunClient) -
 
 
 async def test_trust_pass_advances_the_cursor_and_a_restart_resumes(
-    world: World, client: MailgunClient
+    world: World, client: Providers
 ) -> None:
     provider = await world.add_provider("on")
     await world.send(provider, "ann+open@example.test", "msg_a")
@@ -330,7 +330,7 @@ async def test_trust_pass_advances_the_cursor_and_a_restart_resumes(
     assert (await world.cursor()) is not None
 
 
-async def test_auto_mode_follows_webhooks(world: World, client: MailgunClient) -> None:
+async def test_auto_mode_follows_webhooks(world: World, client: Providers) -> None:
     provider = await world.add_provider("auto")
     await world.send(provider, "ann@example.test", "msg_auto")
     await world.wait_events(1)
@@ -355,7 +355,7 @@ async def test_auto_mode_follows_webhooks(world: World, client: MailgunClient) -
 
 
 async def test_auto_mode_polls_until_webhooks_have_flowed_long_enough(
-    world: World, client: MailgunClient
+    world: World, client: Providers
 ) -> None:
     provider = await world.add_provider("auto")
     await world.send(provider, "ann@example.test", "msg_young")
@@ -368,7 +368,7 @@ async def test_auto_mode_polls_until_webhooks_have_flowed_long_enough(
     assert (await world.message("msg_young")).status == "DELIVERED"
 
 
-async def test_mailgun_errors_do_not_stop_the_poller(world: World, client: MailgunClient) -> None:
+async def test_mailgun_errors_do_not_stop_the_poller(world: World, client: Providers) -> None:
     provider = await world.add_provider("on", api_key="wrong-key")
     await world.send(provider, "ann@example.test", "msg_err")
     poller = Poller(world.runtime(), client)
@@ -379,7 +379,7 @@ async def test_mailgun_errors_do_not_stop_the_poller(world: World, client: Mailg
     assert world.event_requests() == 1
 
 
-async def test_run_loop_settles_and_stops(world: World, client: MailgunClient) -> None:
+async def test_run_loop_settles_and_stops(world: World, client: Providers) -> None:
     provider = await world.add_provider("on")
     await world.send(provider, "ann+open@example.test", "msg_loop")
     rt = world.runtime()
@@ -490,7 +490,7 @@ async def test_a_polled_event_survives_a_writer_holding_a_stale_row(world: World
     assert (await world.message("msg_race")).status == "DELIVERED"
 
 
-async def test_two_workers_do_not_both_poll_a_domain(world: World, client: MailgunClient) -> None:
+async def test_two_workers_do_not_both_poll_a_domain(world: World, client: Providers) -> None:
     """Scale-out: several worker processes on one database; a lease lets one poll a domain."""
     provider = await world.add_provider("on")
     for n in range(5):

@@ -12,8 +12,7 @@ from typing import Any
 
 from tidings.domain.content import parse_content
 from tidings.domain.recipients import parse_recipient
-from tidings.providers.base import Attachment, OutgoingEmail
-from tidings.providers.mailgun.settings import MailgunConfig, MailgunSettings
+from tidings.providers.base import Attachment, OutgoingEmail, Provider, ProviderConfig
 from tidings.providers.settings import merge_override
 from tidings.render.email import RenderedEmail, apply_overrides, render_email
 from tidings.render.templating import RenderContext
@@ -55,20 +54,33 @@ def render(payload: dict[str, Any], resolved: Resolved) -> RenderedEmail:
     return rendered
 
 
-OVERRIDE_PATH = "message.providers.mailgun.override.config"
+def override_of(payload: dict[str, Any], key: str) -> dict[str, Any]:
+    """This message's ``providers.<key>.override`` (older payloads kept it as
+    ``<key>_override``)."""
+    found = (payload.get("provider_overrides") or {}).get(key)
+    if found is None:
+        found = payload.get(f"{key}_override")
+    return dict(found or {})
 
 
 def provider_config(
+    provider: Provider,
     settings: dict[str, Any],
     payload: dict[str, Any],
     *,
     trusted: frozenset[str] = frozenset(),
-) -> MailgunConfig:
+) -> ProviderConfig:
     """The stored configuration with this message's ``override.config`` applied; raises a
     ValidationError (a ValueError) when the override would send a stored key elsewhere
     (see ``providers.settings.merge_override``). ``trusted``: the operator's origins."""
-    config = (payload.get("mailgun_override") or {}).get("config") or {}
-    merged = merge_override(MailgunSettings, settings, config, trusted=trusted, path=OVERRIDE_PATH)
+    config = override_of(payload, provider.key).get("config") or {}
+    merged = merge_override(
+        provider.settings_model,
+        settings,
+        config,
+        trusted=trusted,
+        path=f"message.providers.{provider.key}.override.config",
+    )
     assert merged is not None
     return merged.to_config()
 
@@ -101,17 +113,23 @@ def outgoing(
     payload: dict[str, Any],
     resolved: Resolved,
     rendered: RenderedEmail,
-    config: MailgunConfig,
+    config: ProviderConfig,
     tags: list[str],
+    provider_key: str,
 ) -> OutgoingEmail:
     if resolved.email is None:
         raise ComposeError("the recipient has no email address")
     email_override = payload.get("email_override") or {}
-    mailgun_override = payload.get("mailgun_override") or {}
+    provider_override = override_of(payload, provider_key)
     tracking = email_override.get("tracking") or {}
-    from_address = (
-        email_override.get("from") or config.from_address or f"Tidings <no-reply@{config.domain}>"
-    )
+    from_address = email_override.get("from") or config.from_address
+    if not from_address and config.domain:
+        from_address = f"Tidings <no-reply@{config.domain}>"
+    if not from_address:
+        raise ComposeError(
+            "no From address: set from_address on the provider configuration, or "
+            "message.channels.email.override.from"
+        )
     return OutgoingEmail(
         tidings_id=message_id,
         from_address=from_address,
@@ -126,11 +144,11 @@ def outgoing(
         attachments=tuple(
             [
                 *_attachments(email_override.get("attachments")),
-                *_attachments(mailgun_override.get("attachment")),
-                *_attachments(mailgun_override.get("attachments")),
+                *_attachments(provider_override.get("attachment")),
+                *_attachments(provider_override.get("attachments")),
             ]
         ),
         track_opens=tracking.get("open"),
         track_clicks=tracking.get("click"),
-        provider_body=dict(mailgun_override.get("body") or {}),
+        provider_body=dict(provider_override.get("body") or {}),
     )

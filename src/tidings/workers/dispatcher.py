@@ -27,12 +27,15 @@ from tidings.domain.status import (
     with_unroutable,
 )
 from tidings.ids import new_id
-from tidings.providers.base import OutcomeKind, RequestRecord, SendOutcome
-from tidings.providers.mailgun.client import MailgunClient
-from tidings.providers.mailgun.errors import MailgunConfigError, PayloadError
-from tidings.providers.mailgun.lookup import find_sent
-from tidings.providers.mailgun.payload import build_request, redact
-from tidings.providers.mailgun.settings import MailgunConfig
+from tidings.providers.base import (
+    OutcomeKind,
+    Provider,
+    ProviderConfig,
+    ProviderRefused,
+    RequestError,
+    SendOutcome,
+)
+from tidings.providers.registry import Providers, UnknownProvider
 from tidings.render.email import RenderedEmail
 from tidings.render.errors import RenderError
 from tidings.render.pool import RenderFailure
@@ -66,9 +69,9 @@ class Batch:
 
 
 class Dispatcher:
-    def __init__(self, rt: Runtime, client: MailgunClient) -> None:
+    def __init__(self, rt: Runtime, providers: Providers) -> None:
         self.rt = rt
-        self.client = client
+        self.providers = providers
         self.owner = new_id("wrk_")
         self.settings = rt.settings
         self.limiter = limiter_for(rt.db)
@@ -286,10 +289,11 @@ class Dispatcher:
             return
 
         try:
+            impl = self.providers.get(provider.provider)
             config = compose.provider_config(
-                provider.settings, payload, trusted=self.rt.network_policy().trusted
+                impl, provider.settings, payload, trusted=self.rt.network_policy().trusted
             )
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnknownProvider) as exc:
             await self._fail(
                 row, Reason.PROVIDER_ERROR, f"bad provider configuration: {exc}", pending=pending
             )
@@ -297,15 +301,15 @@ class Dispatcher:
 
         if open_attempt is not None or row.in_doubt:
             try:
-                settled = await self._settle_in_doubt(row, config, open_attempt)
-            except MailgunConfigError as exc:
+                settled = await self._settle_in_doubt(row, impl, config, open_attempt)
+            except ProviderRefused as exc:
                 # Asking again would be refused again (the network policy, a moved host):
                 # end the message with the reason instead of retrying it for ever, and do not
                 # send it again, since the unanswered attempt may have arrived.
                 await self._fail(
                     row,
                     Reason.PROVIDER_ERROR,
-                    "the last attempt went unanswered and Mailgun's event log cannot be asked "
+                    f"the last attempt went unanswered and {impl.name}'s event log cannot be asked "
                     f"whether it arrived ({exc}); not sent again",
                     pending=pending,
                 )
@@ -362,7 +366,7 @@ class Dispatcher:
                         {
                             "note": f"paused: Mailgun asked to wait until {until}",
                             "paused_until": until,
-                            "integration": {"id": provider.id, "provider": "mailgun"},
+                            "integration": {"id": provider.id, "provider": provider.provider},
                             "worker": self.owner,
                         },
                     )
@@ -381,30 +385,30 @@ class Dispatcher:
             return
 
         try:
-            email = compose.outgoing(message_id, payload, resolved, rendered, config, tags)
-            request = build_request(email, config)
+            email = compose.outgoing(
+                message_id, payload, resolved, rendered, config, tags, provider_key=impl.key
+            )
+            request = impl.build(email, config)
         except compose.ComposeError as exc:
             await self._fail(row, Reason.FAILED, str(exc), pending=pending)
             return
-        except PayloadError as exc:
+        except RequestError as exc:
             await self._fail(row, Reason.PROVIDER_ERROR, str(exc), pending=pending)
             return
         number = row.attempts + 1
         # Every key this send could reveal is masked, should a user have pasted one into a
         # field: the message's own (override) key and the configuration's stored ones.
         secrets = (
-            config.api_key,
-            config.webhook_signing_key,
-            provider.settings.get("api_key"),
-            provider.settings.get("webhook_signing_key"),
+            *config.secrets(),
+            *(provider.settings.get(name) for name in impl.settings_model.SECRET_FIELDS),
         )
-        request_record = _record_dict(redact(request, secrets))
+        request_record = impl.record(request, secrets).as_dict()
 
         async def begin(conn: Conn) -> int:
             """Render results and the attempt, committed before Mailgun is called."""
             await _write_pending(conn, message_id, pending)
             attempt_id = await store.start_attempt(
-                conn, message_id, number, config.base_url, request_record
+                conn, message_id, number, config.target, request_record
             )
             await store.update(
                 conn,
@@ -417,10 +421,12 @@ class Dispatcher:
             return attempt_id
 
         attempt_id = await self.rt.db.grouped(begin)
-        outcome = await self.client.send(email, config)
+        outcome = await impl.send(request, config)
         self.rt.metrics.attempts.labels(outcome.kind.value).inc()
         self.rt.metrics.attempt_seconds.observe(outcome.duration_ms / 1000)
-        await self._record(row, provider.id, config, attempt_id, number, outcome, request_record)
+        await self._record(
+            row, provider.id, impl, config, attempt_id, number, outcome, request_record
+        )
 
     # -- outcomes -----------------------------------------------------------------------
 
@@ -428,7 +434,8 @@ class Dispatcher:
         self,
         row: Any,
         provider_id: str,
-        config: MailgunConfig,
+        impl: Provider,
+        config: ProviderConfig,
         attempt_id: int,
         number: int,
         outcome: SendOutcome,
@@ -438,7 +445,7 @@ class Dispatcher:
         attempt_data = {
             "attempt": number,
             "worker": self.owner,
-            "integration": {"id": provider_id, "provider": "mailgun"},
+            "integration": {"id": provider_id, "provider": impl.key},
             "region": config.region,
             "request": request_record,
             "response": {"status": outcome.status_code, "body": outcome.response_body},
@@ -536,7 +543,9 @@ class Dispatcher:
         ceiling = min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    async def _settle_in_doubt(self, row: Any, config: MailgunConfig, attempt: Any | None) -> bool:
+    async def _settle_in_doubt(
+        self, row: Any, impl: Provider, config: ProviderConfig, attempt: Any | None
+    ) -> bool:
         """Look for an unanswered attempt in Mailgun's event log. True when settled (found,
         or to be checked again later); False when it is safe to send again."""
         started: datetime | None = attempt.started_at if attempt is not None else None
@@ -545,8 +554,7 @@ class Dispatcher:
                 attempts = await store.attempts_of(conn, row.id)
             started = attempts[-1].started_at if attempts else row.enqueued
         assert started is not None
-        found = await find_sent(
-            self.client,
+        found = await impl.find_sent(
             config,
             tidings_id=row.id,
             recipient=row.recipient_email,
@@ -698,13 +706,3 @@ async def _write_pending(
 ) -> None:
     for type_, data in pending:
         await store.add_history(conn, message_id, type_, data)
-
-
-def _record_dict(r: RequestRecord) -> dict[str, Any]:
-    return {
-        "method": r.method,
-        "url": r.url,
-        "region": r.region,
-        "fields": [list(f) for f in r.fields],
-        "files": r.files,
-    }

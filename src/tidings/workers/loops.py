@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tidings.providers.mailgun.client import MailgunClient
+from tidings.providers.registry import Providers
 from tidings.runtime import Runtime
 from tidings.workers.dispatcher import Dispatcher
 from tidings.workers.notifier import Notifier
@@ -13,17 +13,15 @@ from tidings.workers.poller import Poller
 from tidings.workers.supervise import keep_running
 
 
-def start_loops(
-    rt: Runtime, client: MailgunClient, stop: asyncio.Event
-) -> list[asyncio.Task[None]]:
+def start_loops(rt: Runtime, providers: Providers, stop: asyncio.Event) -> list[asyncio.Task[None]]:
     """Dispatcher, poller and notifier as tasks that end once ``stop`` is set."""
     return [
         asyncio.create_task(
-            keep_running(rt, "dispatcher", lambda: Dispatcher(rt, client).run(stop), stop),
+            keep_running(rt, "dispatcher", lambda: Dispatcher(rt, providers).run(stop), stop),
             name="dispatcher",
         ),
         asyncio.create_task(
-            keep_running(rt, "poller", lambda: Poller(rt, client).run(stop), stop), name="poller"
+            keep_running(rt, "poller", lambda: Poller(rt, providers).run(stop), stop), name="poller"
         ),
         asyncio.create_task(
             keep_running(rt, "notifier", lambda: Notifier(rt).run(stop), stop), name="notifier"

@@ -64,6 +64,7 @@ from tidings.providers.mailgun.errors import (
 )
 from tidings.providers.mailgun.events import EventParseError, parse_event_item
 from tidings.providers.mailgun.settings import MailgunConfig, MailgunSettings
+from tidings.providers.registry import Providers
 from tidings.runtime import Runtime
 from tidings.store import poll_cursors, providers
 from tidings.store.clock import utcnow
@@ -163,9 +164,9 @@ class CycleReport:
 class Poller:
     """Polls every (base URL, domain) that has something outstanding. See the module doc."""
 
-    def __init__(self, rt: Runtime, client: MailgunClient) -> None:
+    def __init__(self, rt: Runtime, providers: Providers) -> None:
         self.rt = rt
-        self.client = client
+        self.client: MailgunClient = providers.get("mailgun").client  # type: ignore[attr-defined]
         self.settings = rt.settings
         self._states: dict[str, _State] = {}
         self.owner = new_id("pol_")
