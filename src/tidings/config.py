@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         description="How long Mailgun may take to show an event; an unanswered send is looked "
         "up in its event log for this long before it is sent again.",
     )
+    provider_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="With another provider in a message's route: how long one provider may "
+        "keep failing (retries, throttling) before the next is tried; timeout.provider wins.",
+    )
     webhook_window_s: float = Field(default=900.0, gt=0)
     # Polling Mailgun's Events API (see DESIGN.md, "Polling by window, not by message").
     poll_interval_s: float = Field(default=15.0, gt=0, description="Between polling cycles.")

@@ -24,6 +24,7 @@ __all__ = [
     "UnknownProvider",
     "catalog",
     "channels",
+    "classes",
     "keys",
     "provider_class",
 ]
@@ -75,6 +76,11 @@ def _classes() -> dict[str, type[Provider]]:
 def keys() -> tuple[str, ...]:
     """Every provider key, built-ins first."""
     return tuple(_classes())
+
+
+def classes() -> dict[str, type[Provider]]:
+    """Provider key -> its class, built-ins first."""
+    return dict(_classes())
 
 
 def channels() -> dict[str, str]:

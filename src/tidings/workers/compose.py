@@ -64,7 +64,7 @@ def override_of(payload: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def provider_config(
-    provider: Provider,
+    provider: type[Provider],
     settings: dict[str, Any],
     payload: dict[str, Any],
     *,

@@ -1,10 +1,13 @@
 """The dispatcher: claims due messages, renders them, sends them, records what happened.
 
+What to do is decided by pure functions (:mod:`tidings.workers.plan`: route, end, send,
+retry, fail over); this loop reads what they need and carries out what they return.
+
 Each message is handled under a lease. An attempt is written (and committed) before the
 provider is called, and its answer after; an attempt left without an answer (a worker died,
 or the connection broke after the request was written) is *in doubt*, and is looked up in
-Mailgun's event log by the Tidings id before anything is sent again, so that a recipient
-gets one email, not two.
+the provider's event log by the Tidings id before anything is sent again, so that a
+recipient gets one email, not two.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from tidings.domain.status import (
     with_unroutable,
 )
 from tidings.ids import new_id
+from tidings.providers import registry
 from tidings.providers.base import (
     OutcomeKind,
     Provider,
@@ -35,19 +39,18 @@ from tidings.providers.base import (
     RequestError,
     SendOutcome,
 )
-from tidings.providers.registry import Providers, UnknownProvider
+from tidings.providers.registry import Providers
 from tidings.render.email import RenderedEmail
 from tidings.render.errors import RenderError
 from tidings.render.pool import RenderFailure
 from tidings.runtime import Runtime
 from tidings.store import facts as facts_codec
 from tidings.store import messages as store
-from tidings.store import profiles, providers, suppressions
+from tidings.store import profiles, providers, routing_strategies, suppressions
 from tidings.store.clock import utcnow
 from tidings.store.database import LISTEN_CHECK_S, Conn
-from tidings.store.providers import StoredProvider
 from tidings.store.status_feed import set_facts
-from tidings.workers import compose
+from tidings.workers import compose, plan
 from tidings.workers.ratelimit import limiter_for
 from tidings.workers.supervise import Episode, Supervised, bounded, is_fault
 
@@ -63,8 +66,8 @@ class Batch:
     rows: dict[str, Any]
     open_attempts: dict[str, Any]
     profiles: dict[str, dict[str, Any]]
-    providers: dict[str, StoredProvider]
-    default_provider: StoredProvider | None
+    configurations: list[plan.Configuration]
+    strategy: dict[str, Any] | None
     tags: dict[str, list[str]]
 
 
@@ -203,8 +206,13 @@ class Dispatcher:
                 rows=rows,
                 open_attempts=await store.open_attempts_of(conn, ids),
                 profiles=await profiles.get_many(conn, user_ids),
-                providers={p.id: p for p in stored},
-                default_provider=await providers.default(conn),
+                configurations=[
+                    plan.Configuration(
+                        id=p.id, provider=p.provider, settings=p.settings, is_default=p.is_default
+                    )
+                    for p in stored
+                ],
+                strategy=await routing_strategies.default_strategy(conn),
                 tags=await store.tags_of_many(conn, ids),
             )
 
@@ -230,117 +238,112 @@ class Dispatcher:
 
     # -- one message --------------------------------------------------------------------
 
-    async def process(self, message_id: str, batch: Batch) -> None:
+    def situation(self, message_id: str, batch: Batch) -> plan.Situation | None:
+        """What :func:`plan.plan_message` needs to decide about one claimed message."""
         row = batch.rows.get(message_id)
-        if row is None or not row.queued or row.lease_owner != self.owner:
-            return
-        open_attempt = batch.open_attempts.get(message_id)
-        stored_profile = batch.profiles.get(row.user_id) if row.user_id else None
-        provider = (
-            batch.providers.get(row.provider_id) if row.provider_id else batch.default_provider
+        if row is None:
+            return None
+        return plan.Situation(
+            message_id=message_id,
+            owner=self.owner,
+            now=utcnow(),
+            queued=row.queued,
+            lease_owner=row.lease_owner,
+            expires_at=row.expires_at,
+            attempts=row.attempts,
+            in_doubt=row.in_doubt,
+            has_open_attempt=message_id in batch.open_attempts,
+            user_id=row.user_id,
+            rendered=bool(row.rendered),
+            payload=row.payload,
+            stored_profile=batch.profiles.get(row.user_id) if row.user_id else None,
+            provider_id=row.provider_id,
+            route=plan.RouteState.from_row(row.route, row.route_step),
+            configurations=batch.configurations,
+            strategy=batch.strategy,
+            providers=registry.classes(),
+            trusted=self.rt.network_policy().trusted,
         )
-        tags = batch.tags.get(message_id, [])
-        now = utcnow()
 
-        if row.expires_at is not None and now >= row.expires_at and open_attempt is None:
-            await self._fail(
-                row,
-                Reason.FAILED,
-                "the message expired before it could be sent "
-                f"(expiry/timeout.message; {row.attempts} attempt(s) made)",
-            )
+    async def process(self, message_id: str, batch: Batch) -> None:
+        """Carry out the plan for one claimed message (see :mod:`tidings.workers.plan`)."""
+        situation = self.situation(message_id, batch)
+        if situation is None:
             return
+        row = batch.rows[message_id]
+        decision = plan.plan_message(situation)
+        if isinstance(decision, plan.Skip):
+            return
+        if isinstance(decision, plan.End):
+            await self._end(row, decision)
+            return
+        await self._go(row, batch, decision)
 
+    async def _go(self, row: Any, batch: Batch, go: plan.Go) -> None:
+        message_id = row.id
         payload: dict[str, Any] = row.payload
-        try:
-            resolved = compose.resolve_recipient(payload, stored_profile)
-        except ValidationError as exc:
-            await self._unroutable(row, Reason.NO_CHANNELS, str(exc))
-            return
-        # History entries learned on the way, written with this message's next write.
-        pending: list[tuple[str, dict[str, Any]]] = []
-        if not row.rendered and row.user_id:
-            pending.append(
-                (
-                    HistoryType.PROFILE_LOADED.value,
-                    {
-                        "user_id": row.user_id,
-                        "found": stored_profile is not None,
-                        "merged_profile": resolved.profile,
-                    },
-                )
-            )
-        if resolved.email is None:
-            why = (
-                f"no email address: the profile of user '{row.user_id}' has no 'email' key "
-                "and the recipient gave none"
-                if row.user_id
-                else "no email address: the recipient gave none"
-            )
-            await self._unroutable(row, Reason.NO_CHANNELS, why, pending)
-            return
-        if provider is None:
-            await self._unroutable(
-                row,
-                Reason.NO_PROVIDERS,
-                "no Mailgun configuration: add one with POST /providers",
-                pending,
-            )
-            return
+        impl = self.providers.get(go.configuration.provider)
+        configuration, config = go.configuration, go.config
+        # History learned on the way and columns to set, written with this message's next
+        # write.
+        pending = list(go.history)
+        updates: dict[str, Any] = {}
+        if go.route_changed:
+            updates.update(route=go.route.as_json(), route_step=go.route.step)
 
-        try:
-            impl = self.providers.get(provider.provider)
-            config = compose.provider_config(
-                impl, provider.settings, payload, trusted=self.rt.network_policy().trusted
-            )
-        except (ValueError, TypeError, UnknownProvider) as exc:
-            await self._fail(
-                row, Reason.PROVIDER_ERROR, f"bad provider configuration: {exc}", pending=pending
-            )
-            return
-
+        open_attempt = batch.open_attempts.get(message_id)
         if open_attempt is not None or row.in_doubt:
             try:
                 settled = await self._settle_in_doubt(row, impl, config, open_attempt)
             except ProviderRefused as exc:
-                # Asking again would be refused again (the network policy, a moved host):
-                # end the message with the reason instead of retrying it for ever, and do not
-                # send it again, since the unanswered attempt may have arrived.
+                # Asking again would be refused again (the network policy, a moved host, no
+                # log at all): end the message with the reason instead of retrying it for
+                # ever, and do not send it again, since the unanswered attempt may have
+                # arrived.
                 await self._fail(
                     row,
                     Reason.PROVIDER_ERROR,
-                    f"the last attempt went unanswered and {impl.name}'s event log cannot be asked "
-                    f"whether it arrived ({exc}); not sent again",
+                    f"the last attempt went unanswered and {impl.name}'s event log cannot be "
+                    f"asked whether it arrived ({exc}); not sent again",
                     pending=pending,
+                    updates=updates,
                 )
                 return
             if settled:
                 return
 
-        suppressed = await self._suppressed(resolved.email)
+        suppressed = await self._suppressed(go.email)
         if suppressed is not None:
+            # About the recipient, not the provider: never failed over.
             reason = Reason.UNSUBSCRIBED if suppressed.reason != "bounce" else Reason.BOUNCED
             await self._fail(
                 row,
                 reason,
-                f"{resolved.email} is on the suppression list ({suppressed.reason}"
+                f"{go.email} is on the suppression list ({suppressed.reason}"
                 f"{', code ' + str(suppressed.code) if suppressed.code else ''}); "
-                "Mailgun was not called. Remove it with DELETE /suppressions/{address}.",
+                f"{impl.name} was not called. Remove it with DELETE /suppressions/{{address}}.",
                 history_extra={"suppression": suppressed.as_dict()},
                 pending=pending,
+                updates=updates,
             )
             return
 
-        updates: dict[str, Any] = {}
         if row.rendered:
             rendered = RenderedEmail(**row.rendered)
         else:
+            resolved = compose.Resolved(email=go.email, profile=go.profile)
             try:
                 # In a worker process with a time and a memory budget (render/pool.py): a
                 # runaway template fails its own message, and its worker is replaced.
                 rendered = await self.rt.render_pool.run(compose.render, payload, resolved)
             except (RenderError, ValidationError, RenderFailure) as exc:
-                await self._fail(row, Reason.FAILED, f"rendering failed: {exc}", pending=pending)
+                await self._fail(
+                    row,
+                    Reason.FAILED,
+                    f"rendering failed: {exc}",
+                    pending=pending,
+                    updates=updates,
+                )
                 return
             updates["rendered"] = rendered.as_dict()
             pending.append(
@@ -354,19 +357,21 @@ class Dispatcher:
                 )
             )
 
-        reserved = await self.limiter.reserve(provider.id, provider.settings.get("rate_limit"))
+        reserved = await self.limiter.reserve(
+            configuration.id, configuration.settings.get("rate_limit")
+        )
         if reserved.wait_s > 0:
-            # Over the configuration's rate, or Mailgun asked every sender of it to wait:
-            # back in the queue for then, no attempt spent.
+            # Over the configuration's rate, or the provider asked every sender of it to
+            # wait: back in the queue for then, no attempt spent.
             if reserved.paused_until is not None:
                 until = reserved.paused_until.isoformat()
                 pending.append(
                     (
                         "THROTTLED",
                         {
-                            "note": f"paused: Mailgun asked to wait until {until}",
+                            "note": f"paused: {impl.name} asked to wait until {until}",
                             "paused_until": until,
-                            "integration": {"id": provider.id, "provider": provider.provider},
+                            "integration": _integration(configuration),
                             "worker": self.owner,
                         },
                     )
@@ -384,28 +389,30 @@ class Dispatcher:
             await self.rt.db.grouped(requeue)
             return
 
+        tags = batch.tags.get(message_id, [])
+        resolved = compose.Resolved(email=go.email, profile=go.profile)
         try:
             email = compose.outgoing(
                 message_id, payload, resolved, rendered, config, tags, provider_key=impl.key
             )
             request = impl.build(email, config)
         except compose.ComposeError as exc:
-            await self._fail(row, Reason.FAILED, str(exc), pending=pending)
+            await self._fail(row, Reason.FAILED, str(exc), pending=pending, updates=updates)
             return
         except RequestError as exc:
-            await self._fail(row, Reason.PROVIDER_ERROR, str(exc), pending=pending)
+            await self._fail(row, Reason.PROVIDER_ERROR, str(exc), pending=pending, updates=updates)
             return
         number = row.attempts + 1
         # Every key this send could reveal is masked, should a user have pasted one into a
         # field: the message's own (override) key and the configuration's stored ones.
         secrets = (
             *config.secrets(),
-            *(provider.settings.get(name) for name in impl.settings_model.SECRET_FIELDS),
+            *(configuration.settings.get(name) for name in impl.settings_model.SECRET_FIELDS),
         )
         request_record = impl.record(request, secrets).as_dict()
 
         async def begin(conn: Conn) -> int:
-            """Render results and the attempt, committed before Mailgun is called."""
+            """Render results and the attempt, committed before the provider is called."""
             await _write_pending(conn, message_id, pending)
             attempt_id = await store.start_attempt(
                 conn, message_id, number, config.target, request_record
@@ -414,7 +421,7 @@ class Dispatcher:
                 conn,
                 message_id,
                 attempts=number,
-                provider_id=provider.id,
+                provider_id=configuration.id,
                 provider_domain=config.domain,
                 **updates,
             )
@@ -424,29 +431,37 @@ class Dispatcher:
         outcome = await impl.send(request, config)
         self.rt.metrics.attempts.labels(outcome.kind.value).inc()
         self.rt.metrics.attempt_seconds.observe(outcome.duration_ms / 1000)
-        await self._record(
-            row, provider.id, impl, config, attempt_id, number, outcome, request_record
-        )
+        await self._record(row, batch, go, impl, attempt_id, number, outcome, request_record)
 
     # -- outcomes -----------------------------------------------------------------------
+
+    def _provider_timeout_s(self, payload: dict[str, Any], key: str) -> float | None:
+        """``timeout.providers[key]``, else ``timeout.provider``, else the server's default
+        (seconds); only consulted when the route has another provider to try."""
+        given = payload.get("provider_timeouts_ms") or {}
+        ms = given.get(key, given.get("*"))
+        if ms is not None:
+            return float(ms) / 1000
+        return self.settings.provider_timeout_s
 
     async def _record(
         self,
         row: Any,
-        provider_id: str,
+        batch: Batch,
+        go: plan.Go,
         impl: Provider,
-        config: ProviderConfig,
         attempt_id: int,
         number: int,
         outcome: SendOutcome,
         request_record: dict[str, Any],
     ) -> None:
         now = utcnow()
-        attempt_data = {
+        configuration = go.configuration
+        attempt_data: dict[str, Any] = {
             "attempt": number,
             "worker": self.owner,
-            "integration": {"id": provider_id, "provider": impl.key},
-            "region": config.region,
+            "integration": _integration(configuration),
+            "region": go.config.region,
             "request": request_record,
             "response": {"status": outcome.status_code, "body": outcome.response_body},
             "duration_ms": round(outcome.duration_ms, 1),
@@ -457,9 +472,26 @@ class Dispatcher:
             # Before this message is recorded, so that other workers stop at once; if the
             # pause cannot be stored, this message still waits and its answer is kept.
             try:
-                paused_until = await self.limiter.pause(provider_id, outcome.retry_at)
+                paused_until = await self.limiter.pause(configuration.id, outcome.retry_at)
             except Exception as exc:
-                log.warning("could not store Mailgun's pause", integration=provider_id, error=exc)
+                log.warning(
+                    "could not store the provider's pause", integration=configuration.id, error=exc
+                )
+        step = plan.next_step(go.route, batch.configurations)
+        decision = plan.plan_outcome(
+            outcome,
+            provider_name=impl.name,
+            number=number,
+            now=now,
+            expires_at=row.expires_at,
+            route=go.route,
+            next_step=step,
+            provider_timeout_s=self._provider_timeout_s(row.payload, impl.key),
+            backoff_s=self._backoff(number),
+            in_doubt_lag_s=self.settings.in_doubt_lag_s,
+            paused_until=paused_until,
+            jitter_s=random.uniform(0, 0.25),
+        )
 
         async def write(conn: Conn) -> None:
             await store.finish_attempt(
@@ -470,53 +502,58 @@ class Dispatcher:
                 response=outcome.response_body,
                 duration_ms=outcome.duration_ms,
             )
-            if outcome.kind is OutcomeKind.SENT:
+            if isinstance(decision, plan.Sent):
                 await _write_sent(conn, row, now, outcome.provider_message_id, attempt_data)
                 return
-            if outcome.kind is OutcomeKind.FAILED:
+            if isinstance(decision, plan.Undeliverable):
                 await _write_undeliverable(
                     conn,
                     row,
                     now,
-                    Reason.PROVIDER_ERROR,
-                    outcome.error_message or "Mailgun refused the message",
+                    decision.reason,
+                    decision.message,
                     code=outcome.status_code,
                     hint=outcome.hint,
                     history=attempt_data,
                 )
                 return
-            # Not final: retry (5xx, timeouts), throttled (420/429), or in doubt.
-            if outcome.kind is OutcomeKind.THROTTLED and outcome.retry_at is not None:
-                # Held for every sender of the configuration, and this one waits for the
-                # latest pause in force (another worker may have been told a later time).
-                retry_at = max(paused_until or outcome.retry_at, now) + timedelta(
-                    seconds=random.uniform(0, 0.25)
-                )
-                attempt_data["note"] = (
-                    f"paused: Mailgun asked to wait until {outcome.retry_at.isoformat()}"
-                )
-            elif outcome.kind is OutcomeKind.IN_DOUBT:
-                retry_at = now + timedelta(seconds=self.settings.in_doubt_lag_s)
-            else:
-                retry_at = now + timedelta(seconds=self._backoff(number))
-            expired = row.expires_at is not None and retry_at >= row.expires_at
-            if expired and outcome.kind is not OutcomeKind.IN_DOUBT:
-                await _write_undeliverable(
+            if isinstance(decision, plan.FailOver):
+                route = plan.RouteState(go.route.providers, decision.step, now, go.route.skipped)
+                await store.update(
                     conn,
-                    row,
-                    now,
-                    Reason.FAILED,
-                    f"gave up after {number} attempt(s): {outcome.error_message or 'no answer'}",
-                    code=outcome.status_code,
+                    row.id,
+                    route=route.as_json(),
+                    route_step=route.step,
+                    next_attempt_at=now,
+                    in_doubt=False,
+                    lease_owner=None,
+                    lease_until=None,
                     hint=outcome.hint,
-                    history=attempt_data,
+                    error=outcome.error_message,
+                )
+                await store.add_history(
+                    conn,
+                    row.id,
+                    "FAILOVER",
+                    {
+                        **attempt_data,
+                        "left": _integration(configuration),
+                        "why": decision.why,
+                        "next": route.key,
+                        "outcome": outcome.kind.value,
+                        "error_message": outcome.error_message,
+                        "hint": outcome.hint,
+                    },
+                    ts=now,
                 )
                 return
+            if decision.note:
+                attempt_data["note"] = decision.note
             await store.update(
                 conn,
                 row.id,
-                next_attempt_at=retry_at,
-                in_doubt=outcome.kind is OutcomeKind.IN_DOUBT,
+                next_attempt_at=decision.retry_at,
+                in_doubt=decision.in_doubt,
                 lease_owner=None,
                 lease_until=None,
                 hint=outcome.hint,
@@ -525,18 +562,20 @@ class Dispatcher:
             await store.add_history(
                 conn,
                 row.id,
-                "IN_DOUBT" if outcome.kind is OutcomeKind.IN_DOUBT else "RETRYING",
+                "IN_DOUBT" if decision.in_doubt else "RETRYING",
                 {
                     **attempt_data,
                     "error_message": outcome.error_message,
                     "outcome": outcome.kind.value,
-                    "retry_at": retry_at.isoformat(),
+                    "retry_at": decision.retry_at.isoformat(),
                     "hint": outcome.hint,
                 },
                 ts=now,
             )
 
         await self.rt.db.grouped(write)
+        if isinstance(decision, plan.FailOver):
+            self.rt.wake()  # the next provider's turn is now
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter, capped."""
@@ -546,7 +585,7 @@ class Dispatcher:
     async def _settle_in_doubt(
         self, row: Any, impl: Provider, config: ProviderConfig, attempt: Any | None
     ) -> bool:
-        """Look for an unanswered attempt in Mailgun's event log. True when settled (found,
+        """Look for an unanswered attempt in the provider's event log. True when settled (found,
         or to be checked again later); False when it is safe to send again."""
         started: datetime | None = attempt.started_at if attempt is not None else None
         if started is None:
@@ -571,8 +610,8 @@ class Dispatcher:
                     found.at,
                     found.provider_message_id,
                     {
-                        "note": "an attempt whose answer was lost was found in Mailgun's event "
-                        "log; not sent again"
+                        "note": "an attempt whose answer was lost was found in "
+                        f"{impl.name}'s event log; not sent again"
                     },
                 )
             return True
@@ -596,7 +635,7 @@ class Dispatcher:
                 row.id,
                 "RETRYING",
                 {
-                    "note": "the unanswered attempt is not in Mailgun's event log after "
+                    "note": f"the unanswered attempt is not in {impl.name}'s event log after "
                     f"{self.settings.in_doubt_lag_s:g} s: sending again"
                 },
                 ts=now,
@@ -608,12 +647,22 @@ class Dispatcher:
         async with self.rt.db.read() as conn:
             return await suppressions.get(conn, address)
 
+    async def _end(self, row: Any, end: plan.End) -> None:
+        updates: dict[str, Any] = {}
+        if end.route is not None:
+            updates.update(route=end.route.as_json(), route_step=end.route.step)
+        if end.unroutable:
+            await self._unroutable(row, end.reason, end.message, end.history, updates)
+        else:
+            await self._fail(row, end.reason, end.message, pending=end.history, updates=updates)
+
     async def _unroutable(
         self,
         row: Any,
         reason: Reason,
         why: str,
         pending: list[tuple[str, dict[str, Any]]] | None = None,
+        updates: dict[str, Any] | None = None,
     ) -> None:
         now = utcnow()
         facts = with_unroutable(facts_codec.load(row.facts), now, reason, why)
@@ -627,6 +676,7 @@ class Dispatcher:
                 queued=False,
                 lease_owner=None,
                 lease_until=None,
+                **(updates or {}),
             )
             await store.add_history(
                 conn,
@@ -645,20 +695,27 @@ class Dispatcher:
         message: str,
         history_extra: dict[str, Any] | None = None,
         pending: list[tuple[str, dict[str, Any]]] | None = None,
+        updates: dict[str, Any] | None = None,
     ) -> None:
         now = utcnow()
 
         async def write(conn: Conn) -> None:
             await _write_pending(conn, row.id, pending or [])
+            if updates:
+                await store.update(conn, row.id, **updates)
             await _write_undeliverable(conn, row, now, reason, message, history=history_extra)
 
         await self.rt.db.grouped(write)
 
 
+def _integration(configuration: plan.Configuration) -> dict[str, str]:
+    return {"id": configuration.id, "provider": configuration.provider}
+
+
 async def _write_sent(
     conn: Conn, row: Any, at: datetime, reference: str | None, history: dict[str, Any]
 ) -> None:
-    """Mailgun has the message: sent at ``at``, out of the queue, its id kept."""
+    """The provider has the message: sent at ``at``, out of the queue, its id kept."""
     facts = with_sent(facts_codec.load(row.facts), at)
     await set_facts(
         conn,

@@ -1,9 +1,9 @@
-"""Per-configuration send rate limits and Mailgun's pauses, behind one interface.
+"""Per-configuration send rate limits and the pauses providers ask for, behind one interface.
 
 * :class:`SharedLimiter` (PostgreSQL, any number of workers): one token bucket per provider
   configuration in the database (``store.rate_buckets``), so a configuration's
   ``rate_limit`` holds for the whole cluster, and a 420/429 pause set by one worker holds
-  every worker until the time Mailgun gave.
+  every worker until the time the provider gave.
 * :class:`LocalLimiter` (SQLite, one process): the bucket and the pause in memory.
 
 A send over the limit or during a pause is not dropped: the dispatcher puts it back in the
@@ -38,7 +38,7 @@ MAX_GROUP = 256
 @dataclass(frozen=True, slots=True)
 class Reservation:
     """The answer to "may I send now?": yes (``wait_s == 0``), or the seconds to wait.
-    ``paused_until`` is set when the wait is a pause Mailgun asked for."""
+    ``paused_until`` is set when the wait is a pause the provider asked for."""
 
     wait_s: float = 0.0
     paused_until: datetime | None = None
@@ -54,7 +54,7 @@ class Limiter(Protocol):
         ...
 
     async def pause(self, key: str, until: datetime) -> datetime:
-        """Mailgun asked to wait until ``until``: hold every send of ``key`` until then.
+        """The provider asked to wait until ``until``: hold every send of ``key`` until then.
         Returns the pause in force (a later one already set is kept)."""
         ...
 
@@ -119,7 +119,7 @@ class LocalLimiter:
         if current is None or until > current:
             self._pauses[key] = current = until
             log.info(
-                "sends paused: Mailgun asked to wait", integration=key, until=until.isoformat()
+                "sends paused: the provider asked to wait", integration=key, until=until.isoformat()
             )
         return current
 
@@ -157,7 +157,7 @@ class SharedLimiter:
             current = await rate_buckets.pause(conn, key, until)
         if current == until:
             log.info(
-                "sends paused for every worker: Mailgun asked to wait",
+                "sends paused for every worker: the provider asked to wait",
                 integration=key,
                 until=until.isoformat(),
             )
