@@ -129,9 +129,7 @@ def test_a_stored_route_is_kept_and_its_step_followed() -> None:
 
 
 def test_a_provider_without_a_configuration_is_passed_over() -> None:
-    decision = plan.plan_message(
-        situation(route=route("mailgun", "smtp"), configurations=[SMTP])
-    )
+    decision = plan.plan_message(situation(route=route("mailgun", "smtp"), configurations=[SMTP]))
     assert isinstance(decision, plan.Go)
     assert decision.configuration == SMTP and decision.route.step == 1
     assert decision.route_changed
