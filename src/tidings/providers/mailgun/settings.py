@@ -73,6 +73,7 @@ class MailgunSettings(ProviderSettings):
     domain: str = Field(min_length=1, description="The sending domain, e.g. mg.example.com.")
     host: str = Field(
         default=US_HOST,
+        validate_default=True,
         description=(
             f"{US_HOST} (US), {EU_HOST} (EU), or a full http(s) base URL such as the sandbox's."
         ),
