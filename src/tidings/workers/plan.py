@@ -218,6 +218,13 @@ def plan_message(s: Situation) -> Skip | End | Go:
         )
         if isinstance(planned, Unroutable):
             return End(Reason.NO_CHANNELS, planned.reason, unroutable=True, history=history)
+        if not planned.providers:
+            return End(
+                Reason.NO_PROVIDERS,
+                "no provider configuration: add one with POST /providers",
+                unroutable=True,
+                history=history,
+            )
         route, changed = _routed(planned, s.now), True
         history.append(
             (
