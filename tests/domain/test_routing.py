@@ -175,5 +175,5 @@ def test_route_json_round_trip() -> None:
         "skipped": [["sms", "Tidings does not deliver sms"]],
         "method": "all",
     }
-    with pytest.raises(ValueError, match="route.method"):
+    with pytest.raises(ValueError, match=r"route\.method"):
         Route.from_json({"providers": [], "method": "most"})
