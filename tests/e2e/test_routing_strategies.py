@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import courier
@@ -13,7 +12,6 @@ import pytest
 
 from tests.e2e.conftest import RunningTidings
 from tidings.store import messages
-from tidings.store import routing_strategies as rs_store
 from tidings.store.database import Database
 
 ROUTING: Any = {"method": "single", "channels": ["email"]}
@@ -231,50 +229,3 @@ def test_send_refuses_bad_routing(
     with pytest.raises(courier.BadRequestError) as raised:
         client.send.message(message={**message, **change})
     assert named in raised.value.response.json()["message"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 't.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-async def test_store_round_trip(database_url: str) -> None:
-    db = Database(database_url)
-    await db.upgrade()
-    try:
-        async with db.write() as conn:
-            made = [
-                await rs_store.create(
-                    conn,
-                    name=f"s{i}",
-                    routing=ROUTING,
-                    channels=CHANNELS,
-                    providers={},
-                    description=None,
-                    tags=["t"],
-                    creator="api",
-                )
-                for i in range(3)
-            ]
-            await rs_store.set_default(conn, made[1].id)
-            await rs_store.set_default(conn, made[2].id)
-        async with db.read() as conn:
-            page = await rs_store.list_page(conn, limit=2, cursor=None)
-            assert [s.id for s in page.results] == [made[0].id, made[1].id]
-            assert page.cursor is not None
-            rest = await rs_store.list_page(conn, limit=2, cursor=page.cursor)
-            assert [s.id for s in rest.results] == [made[2].id] and rest.cursor is None
-            assert await rs_store.default_id(conn) == made[2].id
-            got = await rs_store.get(conn, made[0].id)
-            assert got is not None and got.channels == CHANNELS and got.tags == ["t"]
-        async with db.write() as conn:
-            assert await rs_store.archive(conn, made[0].id)
-            assert not await rs_store.archive(conn, made[0].id)
-            await rs_store.clear_default(conn)
-        async with db.read() as conn:
-            assert await rs_store.get(conn, made[0].id) is None
-            assert await rs_store.default(conn) is None
-    finally:
-        await db.close()
