@@ -1,4 +1,4 @@
-"""Courier's routing, decided purely (tidings.domain.routing)."""
+"""The route planner: precedence, single/all, skipped entries, unroutable reasons, JSON."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 
 from tidings.domain.routing import Route, Unroutable, plan_route
 
-KNOWN = {"mailgun": "email", "smtp": "email", "twilio": "sms"}
+KNOWN = {"mailgun": "email", "smtp": "email"}
 
 
-def route(
+def plan(
     routing: dict[str, Any] | None = None,
     channels: dict[str, Any] | None = None,
     strategy: dict[str, Any] | None = None,
@@ -20,79 +20,160 @@ def route(
     return plan_route(routing, channels, strategy, known_providers=KNOWN, default_provider=default)
 
 
-def test_nothing_given_is_email_through_the_default() -> None:
-    assert route() == Route(providers=("mailgun",))
+def test_no_routing_anywhere_is_email_through_the_default_provider() -> None:
+    assert plan() == Route(("mailgun",), (), "single")
+    assert plan(default="smtp") == Route(("smtp",))
 
 
-def test_nothing_given_and_no_default_is_an_empty_route() -> None:
-    assert route(default=None) == Route(providers=())
+def test_no_provider_at_all_is_unroutable() -> None:
+    assert plan(default=None) == Unroutable("no email provider is configured")
 
 
 def test_channels_email_providers_give_the_order_without_duplicates() -> None:
-    got = route(channels={"email": {"providers": ["smtp", "mailgun", "smtp"]}})
-    assert isinstance(got, Route) and got.providers == ("smtp", "mailgun")
+    route = plan(channels={"email": {"providers": ["smtp", "mailgun", "smtp"]}})
+    assert route == Route(("smtp", "mailgun"))
+
+
+def test_provider_keys_in_routing_give_the_order_for_single() -> None:
+    route = plan({"method": "single", "channels": ["mailgun", "smtp"]})
+    assert route == Route(("mailgun", "smtp"), (), "single")
+
+
+def test_channels_email_providers_beat_routing_keys() -> None:
+    route = plan(
+        {"method": "single", "channels": ["mailgun"]},
+        {"email": {"providers": ["smtp"]}},
+    )
+    assert isinstance(route, Route) and route.providers == ("smtp",)
 
 
 def test_single_takes_the_first_deliverable_entry_and_records_those_before() -> None:
-    got = route({"method": "single", "channels": ["sms", "push", "email", "chat"]})
-    assert isinstance(got, Route) and got.providers == ("mailgun",)
-    assert [name for name, _ in got.skipped] == ["sms", "push"]
-    assert "does not deliver the sms channel" in got.skipped[0][1]
-
-
-def test_all_delivers_email_and_records_every_other_channel() -> None:
-    got = route({"method": "all", "channels": ["sms", "email", "push"]})
-    assert isinstance(got, Route) and got.method == "all"
-    assert [name for name, _ in got.skipped] == ["sms", "push"]
-
-
-def test_provider_keys_in_routing_are_those_providers() -> None:
-    got = route({"method": "single", "channels": ["twilio", "smtp", "mailgun"]})
-    assert isinstance(got, Route) and got.providers == ("smtp",)
-    assert got.skipped[0][0] == "twilio" and "delivers sms" in got.skipped[0][1]
-    both = route({"method": "all", "channels": ["smtp", "mailgun"]})
-    assert isinstance(both, Route) and both.providers == ("smtp", "mailgun")
-
-
-def test_nested_routing_is_walked() -> None:
-    got = route(
-        {"method": "single", "channels": [{"method": "all", "channels": ["push"]}, "email"]}
+    route = plan({"method": "single", "channels": ["sms", "push", "email", "inbox"]})
+    assert isinstance(route, Route)
+    assert route.providers == ("mailgun",)
+    assert route.skipped == (
+        ("sms", "Tidings does not deliver sms"),
+        ("push", "Tidings does not deliver push"),
     )
-    assert isinstance(got, Route) and got.providers == ("mailgun",)
-    assert got.skipped == (("push", "Tidings does not deliver the push channel"),)
+
+
+def test_all_delivers_email_and_records_every_other_entry() -> None:
+    route = plan({"method": "all", "channels": ["email", "sms", "push"]})
+    assert isinstance(route, Route)
+    assert route.method == "all"
+    assert route.providers == ("mailgun",)
+    assert [name for name, _ in route.skipped] == ["sms", "push"]
 
 
 @pytest.mark.parametrize(
-    ("channels", "named"),
-    [
-        (["sms"], "sms"),
-        (["sms", "push"], "sms, push"),
-        ([{"method": "all", "channels": ["twilio"]}], "twilio"),
-    ],
+    ("channels", "asked"),
+    [(["sms"], "sms"), (["sms", "push"], "sms, push"), (["push", "push"], "push")],
 )
-def test_only_undelivered_channels_is_unroutable_naming_them(
-    channels: list[Any], named: str
+def test_nothing_deliverable_is_unroutable_naming_the_channels(
+    channels: list[str], asked: str
 ) -> None:
-    got = route({"method": "single", "channels": channels})
-    assert isinstance(got, Unroutable)
-    assert got.reason == f"Tidings delivers email only; this message asks for {named}"
+    for method in ("single", "all"):
+        result = plan({"method": method, "channels": channels})
+        assert result == Unroutable(f"Tidings delivers email only; this message asks for {asked}")
 
 
-def test_the_strategy_applies_when_the_message_gives_no_routing() -> None:
+def test_nested_routing_is_followed() -> None:
+    nested = {"method": "single", "channels": ["sms", {"method": "all", "channels": ["smtp"]}]}
+    route = plan(nested)
+    assert isinstance(route, Route)
+    assert route.providers == ("smtp",)
+    assert route.skipped == (("sms", "Tidings does not deliver sms"),)
+    deep = {"method": "single", "channels": [{"method": "single", "channels": ["push"]}]}
+    assert plan(deep) == Unroutable("Tidings delivers email only; this message asks for push")
+
+
+def test_nesting_deeper_than_the_bound_is_left_out() -> None:
+    routing: dict[str, Any] = {"method": "single", "channels": ["smtp"]}
+    for _ in range(6):
+        routing = {"method": "single", "channels": [routing]}
+    assert isinstance(plan(routing), Unroutable)
+
+
+def test_later_fallbacks_join_the_order_but_are_not_skipped() -> None:
+    route = plan({"method": "single", "channels": ["email", "sms", "smtp"]})
+    assert route == Route(("smtp",), (), "single")
+
+
+def test_message_level_routing_wins_over_the_strategy() -> None:
+    strategy = {
+        "routing": {"method": "single", "channels": ["sms"]},
+        "channels": {},
+        "providers": {},
+    }
+    assert isinstance(plan(strategy=strategy), Unroutable)
+    route = plan({"method": "single", "channels": ["smtp"]}, strategy=strategy)
+    assert route == Route(("smtp",))
+
+
+def test_strategy_routes_a_message_without_its_own() -> None:
     strategy = {
         "routing": {"method": "single", "channels": ["email"]},
         "channels": {"email": {"providers": ["mailgun", "smtp"]}},
+        "providers": {},
     }
-    got = route(strategy=strategy)
-    assert isinstance(got, Route) and got.providers == ("mailgun", "smtp")
+    assert plan(strategy=strategy) == Route(("mailgun", "smtp"))
+    # The message's own email providers win over the strategy's.
+    assert plan(None, {"email": {"providers": ["smtp"]}}, strategy) == Route(("smtp",))
+    by_keys = {"routing": {"method": "single", "channels": ["smtp", "mailgun"]}}
+    assert plan(strategy=by_keys) == Route(("smtp", "mailgun"))
+    # Message routing naming only a channel: the strategy's email providers still apply.
+    assert plan({"method": "single", "channels": ["email"]}, None, strategy) == Route(
+        ("mailgun", "smtp")
+    )
 
 
-def test_the_messages_own_routing_wins_over_the_strategy() -> None:
-    strategy = {
-        "routing": {"method": "single", "channels": ["email"]},
-        "channels": {"email": {"providers": ["mailgun", "smtp"]}},
+def test_unknown_provider_keys_are_skipped_with_a_reason() -> None:
+    route = plan(channels={"email": {"providers": ["postmark", "smtp"]}})
+    assert isinstance(route, Route)
+    assert route.providers == ("smtp",)
+    assert route.skipped == (("postmark", "postmark is not an email provider Tidings has"),)
+    assert isinstance(plan(channels={"email": {"providers": ["postmark"]}}), Route)
+
+
+def test_an_unknown_routing_entry_is_named() -> None:
+    result = plan({"method": "single", "channels": ["carrier-pigeon"]})
+    assert result == Unroutable("Tidings delivers email only; this message asks for carrier-pigeon")
+    route = plan({"method": "all", "channels": ["email", "carrier-pigeon"]})
+    assert isinstance(route, Route)
+    assert route.skipped == (
+        ("carrier-pigeon", "carrier-pigeon is neither a channel nor a provider Tidings has"),
+    )
+
+
+def test_a_provider_on_a_channel_not_delivered() -> None:
+    result = plan_route(
+        {"method": "single", "channels": ["twilio", "email"]},
+        None,
+        None,
+        known_providers={**KNOWN, "twilio": "sms"},
+        default_provider="mailgun",
+    )
+    assert result == Route(
+        ("mailgun",), (("twilio", "Tidings does not deliver sms (provider twilio)"),)
+    )
+
+
+def test_routing_method_all_for_email_is_unroutable() -> None:
+    result = plan(channels={"email": {"providers": ["smtp"], "routing_method": "all"}})
+    assert isinstance(result, Unroutable) and "sends each email once" in result.reason
+
+
+def test_empty_routing_is_like_none() -> None:
+    assert plan({"method": "single", "channels": []}) == Route(("mailgun",))
+
+
+def test_route_json_round_trip() -> None:
+    route = Route(("mailgun", "smtp"), (("sms", "Tidings does not deliver sms"),), "all")
+    assert Route.from_json(route.as_json()) == route
+    assert route.as_json() == {
+        "providers": ["mailgun", "smtp"],
+        "skipped": [["sms", "Tidings does not deliver sms"]],
+        "method": "all",
     }
-    got = route(channels={"email": {"providers": ["smtp"]}}, strategy=strategy)
-    assert isinstance(got, Route) and got.providers == ("smtp",)
-    sms = route({"method": "single", "channels": ["sms"]}, strategy=strategy)
-    assert isinstance(sms, Unroutable)
+    with pytest.raises(ValueError, match=r"route\.method"):
+        Route.from_json({"providers": [], "method": "most"})

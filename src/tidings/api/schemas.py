@@ -132,6 +132,7 @@ class EmailOverride(Lenient):
 class ChannelSpec(Lenient):
     override: dict[str, Any] | None = None
     providers: list[str] | None = None
+    routing_method: Literal["single", "all"] | None = None
 
 
 class Metadata(Lenient):
@@ -173,7 +174,9 @@ class Expiry(Lenient):
 
 class Timeout(Lenient):
     message: Annotated[int, Field(gt=0, le=MAX_DURATION_MS)] | None = None
-    provider: Duration | None = None
+    # Courier's SDK types it {provider key: ms}; its docs also show one number (ms) for
+    # every provider. Both are taken.
+    provider: Duration | dict[str, Duration] | None = None
     escalation: Duration | None = None
     channel: dict[str, Duration] | None = None
     providers: dict[str, Duration] | None = None
@@ -236,3 +239,175 @@ class ProviderPatchIn(Lenient):
     alias: str | None = Field(default=None, max_length=200)
     title: str | None = Field(default=None, max_length=200)
     settings: dict[str, Any] | None = None
+
+
+# -- routing (Courier's MessageRouting, MessageChannels, MessageProviders) -----------------
+
+MAX_ROUTING_DEPTH = 5  # nested routing objects, counting the top one
+MAX_ROUTING_ENTRIES = 20  # entries in one routing.channels list, keys in one providers list
+MAX_ROUTING_KEYS = 20  # channels in a channels map, providers in a providers map
+MAX_NAME = 64  # a channel name or provider key
+
+
+def _object(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} must be an object")
+    return value
+
+
+def _no_unknown(value: dict[str, Any], allowed: tuple[str, ...], path: str) -> None:
+    unknown = [k for k in value if k not in allowed]
+    if unknown:
+        names = ", ".join(f"{path}.{k}" for k in unknown)
+        raise ValueError(f"{names}: not a field Tidings knows here (allowed: {', '.join(allowed)})")
+
+
+def _refuse_if(value: dict[str, Any], path: str) -> None:
+    if value.get("if") is not None:
+        raise ValueError(
+            f"{path}.if: conditions are not evaluated by Tidings; remove the condition "
+            "(nothing would be sent differently because of it)"
+        )
+
+
+def _key(value: Any, path: str, known: frozenset[str], what: str = "provider") -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME:
+        raise ValueError(f"{path} must be a {what} key of 1 to {MAX_NAME} characters")
+    if value not in known:
+        raise ValueError(
+            f"{path}: '{value}' is not a provider Tidings has; known: {', '.join(sorted(known))}"
+        )
+    return value
+
+
+def _duration(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DURATION_MS:
+        raise ValueError(f"{path} must be milliseconds between 0 and {MAX_DURATION_MS}")
+    return value
+
+
+def check_routing(
+    value: Any, path: str, known: frozenset[str], channels: frozenset[str], depth: int = 1
+) -> dict[str, Any]:
+    """Courier's ``{method: single|all, channels: [channel | provider key | routing]}``;
+    ``ValueError`` names the field. Strings must be a channel Courier has or a provider key
+    Tidings has (a key means that provider, on its channel)."""
+    routing = _object(value, path)
+    _no_unknown(routing, ("method", "channels"), path)
+    if routing.get("method") not in ("single", "all"):
+        raise ValueError(f"{path}.method must be 'single' or 'all'")
+    entries = routing.get("channels")
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}.channels must be a list of channels, provider keys or routings")
+    if len(entries) > MAX_ROUTING_ENTRIES:
+        raise ValueError(f"{path}.channels: at most {MAX_ROUTING_ENTRIES} entries")
+    for i, entry in enumerate(entries):
+        at = f"{path}.channels[{i}]"
+        if isinstance(entry, dict):
+            if depth >= MAX_ROUTING_DEPTH:
+                raise ValueError(f"{at}: routing nests at most {MAX_ROUTING_DEPTH} levels deep")
+            check_routing(entry, at, known, channels, depth + 1)
+        elif isinstance(entry, str):
+            if entry not in channels and entry not in known:
+                raise ValueError(
+                    f"{at}: '{entry}' is neither a channel ({', '.join(sorted(channels))}) "
+                    f"nor a provider Tidings has ({', '.join(sorted(known))})"
+                )
+        else:
+            raise ValueError(f"{at} must be a channel, a provider key or a routing object")
+    return routing
+
+
+_CHANNEL_FIELDS = (
+    "brand_id",
+    "if",
+    "metadata",
+    "override",
+    "providers",
+    "routing_method",
+    "timeouts",
+)
+_PROVIDER_FIELDS = ("if", "metadata", "override", "timeouts")
+_UTM_FIELDS = ("campaign", "content", "medium", "source", "term")
+
+
+def _metadata(value: Any, path: str) -> None:
+    if value is None:
+        return
+    metadata = _object(value, path)
+    _no_unknown(metadata, ("utm",), path)
+    utm = metadata.get("utm")
+    if utm is None:
+        return
+    _no_unknown(_object(utm, f"{path}.utm"), _UTM_FIELDS, f"{path}.utm")
+    for name, text in utm.items():
+        if text is not None and not isinstance(text, str):
+            raise ValueError(f"{path}.utm.{name} must be a string")
+
+
+def check_channels(
+    value: Any, path: str, known: frozenset[str], channels: frozenset[str]
+) -> dict[str, Any]:
+    """Courier's ``{channel: {providers?, routing_method?, override?, metadata?,
+    timeouts?, brand_id?}}``. ``routing_method: all`` on email is refused: Tidings sends each
+    email once."""
+    spec_map = _object(value, path)
+    if len(spec_map) > MAX_ROUTING_KEYS:
+        raise ValueError(f"{path}: at most {MAX_ROUTING_KEYS} channels")
+    for name, raw in spec_map.items():
+        at = f"{path}.{name}"
+        if name not in channels:
+            raise ValueError(f"{path}: '{name}' is not a channel ({', '.join(sorted(channels))})")
+        spec = _object(raw, at)
+        _no_unknown(spec, _CHANNEL_FIELDS, at)
+        _refuse_if(spec, at)
+        providers = spec.get("providers")
+        if providers is not None:
+            if not isinstance(providers, list):
+                raise ValueError(f"{at}.providers must be a list of provider keys")
+            if len(providers) > MAX_ROUTING_ENTRIES:
+                raise ValueError(f"{at}.providers: at most {MAX_ROUTING_ENTRIES} providers")
+            for i, key in enumerate(providers):
+                _key(key, f"{at}.providers[{i}]", known)
+        method = spec.get("routing_method")
+        if method not in (None, "single", "all"):
+            raise ValueError(f"{at}.routing_method must be 'single' or 'all'")
+        if method == "all" and name == "email":
+            raise ValueError(
+                f"{at}.routing_method: 'all' would send the same email through every "
+                "provider at once; Tidings sends each email once (use 'single' to fail over "
+                "in order)"
+            )
+        if spec.get("override") is not None:
+            _object(spec["override"], f"{at}.override")
+        if spec.get("brand_id") is not None and not isinstance(spec["brand_id"], str):
+            raise ValueError(f"{at}.brand_id must be a string")
+        _metadata(spec.get("metadata"), f"{at}.metadata")
+        timeouts = spec.get("timeouts")
+        if timeouts is not None:
+            _no_unknown(
+                _object(timeouts, f"{at}.timeouts"), ("channel", "provider"), f"{at}.timeouts"
+            )
+            for part, ms in timeouts.items():
+                if ms is not None:
+                    _duration(ms, f"{at}.timeouts.{part}")
+    return spec_map
+
+
+def check_providers(value: Any, path: str, known: frozenset[str]) -> dict[str, Any]:
+    """Courier's ``{provider key: {override?, metadata?, timeouts?}}``."""
+    spec_map = _object(value, path)
+    if len(spec_map) > MAX_ROUTING_KEYS:
+        raise ValueError(f"{path}: at most {MAX_ROUTING_KEYS} providers")
+    for key, raw in spec_map.items():
+        _key(key, path, known)
+        at = f"{path}.{key}"
+        spec = _object(raw, at)
+        _no_unknown(spec, _PROVIDER_FIELDS, at)
+        _refuse_if(spec, at)
+        if spec.get("override") is not None:
+            _object(spec["override"], f"{at}.override")
+        _metadata(spec.get("metadata"), f"{at}.metadata")
+        if spec.get("timeouts") is not None:
+            _duration(spec["timeouts"], f"{at}.timeouts")
+    return spec_map

@@ -23,6 +23,9 @@ from tidings.api.schemas import (
     MessageIn,
     SendRequest,
     SendResponse,
+    check_channels,
+    check_providers,
+    check_routing,
     duration_ms,
     parse_epoch_ms,
     parse_when,
@@ -30,6 +33,7 @@ from tidings.api.schemas import (
 from tidings.domain.content import parse_content
 from tidings.domain.errors import ValidationError
 from tidings.domain.recipients import Recipient, parse_recipients
+from tidings.domain.routing import COURIER_CHANNELS
 from tidings.domain.status import HistoryType, with_enqueued
 from tidings.errors import BadRequest
 from tidings.ids import new_id
@@ -38,7 +42,7 @@ from tidings.providers.settings import merge_override
 from tidings.render.email import check_content
 from tidings.runtime import Runtime, runtime
 from tidings.store import facts as facts_codec
-from tidings.store import idempotency
+from tidings.store import idempotency, routing_strategies
 from tidings.store import messages as store
 from tidings.store import providers as providers_store
 from tidings.store.clock import utcnow
@@ -49,6 +53,46 @@ router = APIRouter(tags=["send"])
 
 IDEMPOTENCY_MIN = timedelta(hours=24)
 MAX_IDEMPOTENCY_KEY = 255  # the column's width
+
+
+def _known_provider_keys() -> frozenset[str]:
+    """The provider keys routing may name (``/send`` and routing strategies check them)."""
+    # TODO(registry): the keys of tidings.providers.registry once it lands.
+    return frozenset({"mailgun", "smtp"})
+
+
+def _check_routing(message: dict[str, Any]) -> None:
+    """``message.routing``, ``message.channels`` and ``message.providers`` as Courier writes
+    them, checked whole against the providers Tidings has (``message`` is the raw body, with
+    the fields the schema does not model)."""
+    known = _known_provider_keys()
+    try:
+        if message.get("routing") is not None:
+            check_routing(message["routing"], "message.routing", known, COURIER_CHANNELS)
+        if message.get("channels") is not None:
+            check_channels(message["channels"], "message.channels", known, COURIER_CHANNELS)
+        if message.get("providers") is not None:
+            check_providers(message["providers"], "message.providers", known)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    timeout = message.get("timeout") or {}
+    named = [("message.timeout.providers", timeout.get("providers"))]
+    if isinstance(timeout.get("provider"), dict):
+        named.append(("message.timeout.provider", timeout["provider"]))
+    for path, given in named:
+        for key in given or {}:
+            if key not in known:
+                raise BadRequest(
+                    f"{path}: '{key}' is not a provider Tidings has; "
+                    f"known: {', '.join(sorted(known))}"
+                )
+
+
+def _wants_default_strategy(msg: MessageIn) -> bool:
+    """A send that gives no routing and no email provider order of its own is routed by
+    the workspace default strategy (a Tidings extension)."""
+    email = (msg.channels or {}).get("email")
+    return msg.routing is None and not (email and email.providers)
 
 
 def _when(value: str, path: str) -> datetime:
@@ -144,7 +188,57 @@ def _prefixed(exc: PydanticValidationError, prefix: tuple[str, ...]) -> str:
     return describe_validation([{**e, "loc": (*prefix, *e["loc"])} for e in exc.errors()])
 
 
-def _payload(msg: MessageIn, recipient: Recipient, raw_to: dict[str, Any]) -> dict[str, Any]:
+def _routing_fields(msg: MessageIn, strategy: dict[str, Any] | None) -> dict[str, Any]:
+    """What the dispatcher routes by, under generic keys (the same for every recipient):
+    ``routing`` (as given), ``channels`` ({channel: {providers, routing_method}}),
+    ``strategy`` (the default strategy's documents when it applies, else null),
+    ``provider_overrides`` ({key: override}) and ``provider_timeouts_ms`` ({key: ms}, "*"
+    for every provider). Message-level settings win over the strategy's."""
+    strategy_providers: dict[str, Any] = (strategy or {}).get("providers") or {}
+    strategy_email = ((strategy or {}).get("channels") or {}).get("email") or {}
+    overrides: dict[str, Any] = {
+        key: spec["override"] for key, spec in strategy_providers.items() if spec.get("override")
+    }
+    timeouts: dict[str, int] = {
+        key: spec["timeouts"]
+        for key, spec in strategy_providers.items()
+        if spec.get("timeouts") is not None
+    }
+    default_ms = (strategy_email.get("timeouts") or {}).get("provider")
+    for key, provider in (msg.providers or {}).items():
+        if provider.override:
+            overrides[key] = provider.override
+        extra = provider.model_extra or {}
+        if extra.get("timeouts") is not None:
+            timeouts[key] = int(extra["timeouts"])
+    email = (msg.channels or {}).get("email")
+    email_timeouts = ((email.model_extra or {}).get("timeouts") or {}) if email else {}
+    if email_timeouts.get("provider") is not None:
+        default_ms = email_timeouts["provider"]
+    timeout = msg.timeout
+    if timeout is not None:
+        if isinstance(timeout.provider, int):
+            default_ms = timeout.provider
+        elif isinstance(timeout.provider, dict):
+            timeouts.update(timeout.provider)
+        timeouts.update(timeout.providers or {})
+    if default_ms is not None:
+        timeouts["*"] = int(default_ms)
+    return {
+        "routing": msg.routing,
+        "channels": {
+            name: {"providers": spec.providers, "routing_method": spec.routing_method}
+            for name, spec in (msg.channels or {}).items()
+        },
+        "strategy": strategy,
+        "provider_overrides": overrides,
+        "provider_timeouts_ms": timeouts,
+    }
+
+
+def _payload(
+    msg: MessageIn, recipient: Recipient, raw_to: dict[str, Any], routing: dict[str, Any]
+) -> dict[str, Any]:
     data = dict(msg.data or {})
     data.update(recipient.data or {})
     providers = msg.providers or {}
@@ -155,10 +249,12 @@ def _payload(msg: MessageIn, recipient: Recipient, raw_to: dict[str, Any]) -> di
         "to": raw_to,
         "content": msg.content,
         "data": data,
+        # Read by today's dispatcher; provider_overrides carries every provider's.
         "mailgun_override": (mailgun.override if mailgun else None) or {},
         "email_override": (email.override if email else None) or {},
         "metadata": msg.metadata.model_dump(exclude_none=True) if msg.metadata else {},
         "brand_id": msg.brand_id,
+        **routing,
     }
 
 
@@ -219,7 +315,21 @@ async def send(
         if stored is not None:
             return _replay(stored, request_hash)
     recipients = validate_message(msg)
+    _check_routing(body.model_dump(mode="json", by_alias=True, exclude_unset=True)["message"])
     await _check_override_config(msg, rt)
+    strategy: dict[str, Any] | None = None
+    if _wants_default_strategy(msg):
+        async with rt.db.read() as conn:
+            default = await routing_strategies.default(conn)
+        if default is not None:
+            # A copy, so that editing the strategy later does not re-route accepted mail.
+            strategy = {
+                "id": default.id,
+                "routing": default.routing,
+                "channels": default.channels,
+                "providers": default.providers,
+            }
+    routing = _routing_fields(msg, strategy)
     not_before = _not_before(msg, now)
     expires_at = _expires_at(msg, now, rt.settings.message_timeout_ms)
     key_expiry = _idempotency_expiry(x_idempotency_expiration, now) if idempotency_key else None
@@ -236,7 +346,7 @@ async def send(
             recipient=r.user_id or r.email,
             recipient_email=r.email,
             user_id=r.user_id,
-            payload=_payload(msg, r, raw_to),
+            payload=_payload(msg, r, raw_to, routing),
             tags=list(metadata.tags or []) if metadata else [],
             trace_id=metadata.trace_id if metadata else None,
             event=metadata.event if metadata else None,

@@ -364,3 +364,11 @@ async def search(
     rows = rows[:limit]
     next_cursor = encode_cursor(rows[-1].enqueued, rows[-1].id) if more and rows else None
     return rows, next_cursor
+
+
+async def set_route(conn: Conn, message_id: str, route: dict[str, Any] | None, step: int) -> None:
+    """Store a message's resolved provider order (``Route.as_json()``) and the index of the
+    provider now being tried; the dispatcher freezes the route at the first dispatch."""
+    await conn.execute(
+        messages.update().where(messages.c.id == message_id).values(route=route, route_step=step)
+    )

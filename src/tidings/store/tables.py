@@ -146,7 +146,46 @@ messages = sa.Table(
     sa.Column("in_doubt", sa.Boolean, nullable=False, default=False),
     sa.Column("expires_at", TS, nullable=True),
     sa.Column("rendered", sa.JSON, nullable=True),
+    # The provider order the dispatcher resolved (tidings.domain.routing.Route.as_json),
+    # frozen at the first dispatch so that a strategy edited later cannot reorder a message
+    # half-way through its failover; and the index of the provider now being tried.
+    sa.Column("route", sa.JSON, nullable=True),
+    sa.Column("route_step", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_messages_due", "queued", "next_attempt_at"),
+)
+
+routing_strategies = sa.Table(
+    "routing_strategies",
+    metadata,
+    # Courier's routing strategies: documents read whole (routing, channels, providers).
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("tags", sa.JSON, nullable=True),
+    sa.Column("routing", sa.JSON, nullable=False),
+    sa.Column("channels", sa.JSON, nullable=False),
+    sa.Column("providers", sa.JSON, nullable=False),
+    sa.Column("created", TS, nullable=False, index=True),
+    sa.Column("updated", TS, nullable=True),
+    sa.Column("creator", sa.String(64), nullable=False),
+    sa.Column("updater", sa.String(64), nullable=True),
+    # Archived strategies are kept (messages may name them) but no longer listed or read.
+    sa.Column("archived_at", TS, nullable=True),
+)
+
+routing_default = sa.Table(
+    "routing_default",
+    metadata,
+    # The workspace's default strategy (a Tidings extension): at most one row, whose key is
+    # always "workspace", so there can never be two defaults.
+    sa.Column("scope", sa.String(16), primary_key=True),
+    sa.Column(
+        "strategy_id",
+        sa.String(64),
+        sa.ForeignKey("routing_strategies.id"),
+        nullable=False,
+    ),
+    sa.Column("updated", TS, nullable=False),
 )
 
 message_tags = sa.Table(
