@@ -38,6 +38,7 @@ from tidings.domain.status import HistoryType, with_enqueued
 from tidings.errors import BadRequest
 from tidings.ids import new_id
 from tidings.providers.mailgun.settings import MailgunSettings
+from tidings.providers import registry
 from tidings.providers.settings import merge_override
 from tidings.render.email import check_content
 from tidings.runtime import Runtime, runtime
@@ -57,8 +58,7 @@ MAX_IDEMPOTENCY_KEY = 255  # the column's width
 
 def _known_provider_keys() -> frozenset[str]:
     """The provider keys routing may name (``/send`` and routing strategies check them)."""
-    # TODO(registry): the keys of tidings.providers.registry once it lands.
-    return frozenset({"mailgun", "smtp"})
+    return frozenset(registry.keys())
 
 
 def _check_routing(message: dict[str, Any]) -> None:

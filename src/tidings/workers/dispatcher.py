@@ -212,7 +212,7 @@ class Dispatcher:
                     )
                     for p in stored
                 ],
-                strategy=await routing_strategies.default_strategy(conn),
+                strategy=_strategy(await routing_strategies.default(conn)),
                 tags=await store.tags_of_many(conn, ids),
             )
 
@@ -706,6 +706,12 @@ class Dispatcher:
             await _write_undeliverable(conn, row, now, reason, message, history=history_extra)
 
         await self.rt.db.grouped(write)
+
+
+def _strategy(stored: routing_strategies.StoredStrategy | None) -> dict[str, Any] | None:
+    if stored is None:
+        return None
+    return {"routing": stored.routing, "channels": stored.channels, "providers": stored.providers}
 
 
 def _integration(configuration: plan.Configuration) -> dict[str, str]:
