@@ -56,7 +56,6 @@ _RELAY_WORDS = re.compile(
 )
 
 
-
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What to do with one answer: the outcome kind, and whether it is the provider's fault."""

@@ -133,9 +133,7 @@ def _refuse_unsupported(email: OutgoingEmail) -> None:
     if email.track_opens:
         raise RequestError("tracking.open is not supported by SMTP: a relay cannot track opens")
     if email.track_clicks:
-        raise RequestError(
-            "tracking.click is not supported by SMTP: a relay cannot track clicks"
-        )
+        raise RequestError("tracking.click is not supported by SMTP: a relay cannot track clicks")
     for name in email.headers:
         lower = name.strip().lower()
         if lower in RESERVED_HEADERS or lower.startswith("x-tidings-"):
@@ -209,7 +207,9 @@ def _set_body(msg: EmailMessage, email: OutgoingEmail) -> None:
             msg.add_alternative(email.html, subtype="html", charset="utf-8")
             payload = msg.get_payload()
             assert isinstance(payload, list)
-            html_part = payload[-1]
+            last = payload[-1]
+            assert isinstance(last, EmailMessage)
+            html_part = last
     else:
         msg.set_content(email.html, subtype="html", charset="utf-8")
         html_part = msg
@@ -265,4 +265,3 @@ def record(request: SmtpRequest, secrets: Sequence[str | None] = ()) -> RequestR
             for att in request.attachments
         ],
     )
-
