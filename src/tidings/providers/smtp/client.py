@@ -126,6 +126,7 @@ async def _transaction(
             if not smtp.supports_extension("starttls"):
                 raise _Refused(Step.STARTTLS, None, "the server does not offer STARTTLS")
             await smtp.starttls()
+            await smtp.ehlo()  # what the server offers changes once the connection is secure
         if config.username and config.password:
             progress.append(Step.AUTH)
             if not smtp.supports_extension("auth"):
