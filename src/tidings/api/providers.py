@@ -1,4 +1,5 @@
-"""Courier's Providers API for Mailgun configurations, and each one's webhook URL."""
+"""Courier's Providers API for every registered provider's configurations, and each one's
+webhook URL (``/webhooks/<provider key>/<token>``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from tidings.api.schemas import ProviderIn, ProviderPatchIn
 from tidings.domain.errors import ValidationError as FieldError
 from tidings.errors import BadRequest, NotFound
 from tidings.logging import register_provider_secrets
-from tidings.providers.mailgun.settings import MailgunSettings
+from tidings.providers import registry
 from tidings.providers.outbound import Outbound
-from tidings.providers.registry import catalog
 from tidings.providers.settings import public_settings
 from tidings.runtime import Runtime, runtime
 from tidings.store import providers
@@ -23,11 +23,13 @@ from tidings.store.providers import StoredProvider
 
 router = APIRouter(prefix="/providers", tags=["providers"])
 
-SUPPORTED = ("mailgun",)
+
+def supported() -> tuple[str, ...]:
+    return registry.keys()
 
 
 def webhook_url(rt: Runtime, stored: StoredProvider) -> str:
-    return f"{rt.public_url.rstrip('/')}/webhooks/mailgun/{stored.webhook_token}"
+    return f"{rt.public_url.rstrip('/')}/webhooks/{stored.provider}/{stored.webhook_token}"
 
 
 def provider_body(rt: Runtime, stored: StoredProvider) -> dict[str, Any]:
@@ -36,7 +38,7 @@ def provider_body(rt: Runtime, stored: StoredProvider) -> dict[str, Any]:
         "provider": stored.provider,
         "alias": stored.alias,
         "title": stored.title or "Default Configuration",
-        "settings": public_settings(stored.settings),
+        "settings": public_settings(stored.settings, _secret_fields(stored.provider)),
         "created": to_ms(stored.created),
         "updated": to_ms(stored.updated),
         "default": stored.is_default,
@@ -45,11 +47,20 @@ def provider_body(rt: Runtime, stored: StoredProvider) -> dict[str, Any]:
     }
 
 
-def validate_settings(provider: str, settings: dict[str, Any]) -> dict[str, Any]:
-    if provider not in SUPPORTED:
-        raise BadRequest(f"provider: '{provider}' is not supported; supported: mailgun")
+def _secret_fields(provider: str) -> tuple[str, ...]:
     try:
-        parsed = MailgunSettings.model_validate(settings)
+        return registry.provider_class(provider).settings_model.SECRET_FIELDS
+    except registry.UnknownProvider:
+        return ()
+
+
+def validate_settings(provider: str, settings: dict[str, Any]) -> dict[str, Any]:
+    if provider not in supported():
+        raise BadRequest(
+            f"provider: '{provider}' is not supported; supported: {', '.join(supported())}"
+        )
+    try:
+        parsed = registry.provider_class(provider).settings_model.model_validate(settings)
     except ValidationError as exc:
         errors = [{**e, "loc": ("settings", *e["loc"])} for e in exc.errors()]
         raise BadRequest(describe_validation(errors)) from None
@@ -58,16 +69,20 @@ def validate_settings(provider: str, settings: dict[str, Any]) -> dict[str, Any]
     return valid
 
 
-async def check_targets(rt: Runtime, settings: dict[str, Any]) -> None:
-    """The outbound network policy at creation: every setting that names a target (host,
-    proxy) must not reach a refused address, literally or by what its name resolves to."""
+async def check_targets(rt: Runtime, provider: str, settings: dict[str, Any]) -> None:
+    """The outbound network policy at creation: where calls go (the configuration's target)
+    and any proxy must not reach a refused address, literally or by what a name resolves
+    to."""
     outbound = Outbound(rt.network_policy(), rt.settings.dns_server)
-    for name in MailgunSettings.TARGET_FIELDS:
-        value = settings.get(name)
-        if not value:
-            continue
+    model = registry.provider_class(provider).settings_model
+    config = model.model_validate(settings).to_config()
+    field = next((f for f in model.TARGET_FIELDS if f != "proxy_url"), "host")
+    targets = [(config.target, f"settings.{field}")]
+    if settings.get("proxy_url"):
+        targets.append((str(settings["proxy_url"]), "settings.proxy_url"))
+    for url, path in targets:
         try:
-            await outbound.check_target(str(value), f"settings.{name}")
+            await outbound.check_target(url, path)
         except FieldError as exc:
             raise BadRequest(str(exc)) from None
 
@@ -95,7 +110,7 @@ async def _load(rt: Runtime, provider_id: str) -> StoredProvider:
 
 @router.get("/catalog")
 async def get_catalog(channel: str | None = None) -> dict[str, Any]:
-    body = catalog()
+    body = registry.catalog()
     if channel:
         body["results"] = [r for r in body["results"] if r["channel"] == channel.lower()]
     return {"paging": {"cursor": None, "more": False}, **body}
@@ -114,7 +129,7 @@ async def list_providers(rt: Runtime = Depends(runtime)) -> dict[str, Any]:
 @router.post("", status_code=200)
 async def create_provider(body: ProviderIn, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     settings = validate_settings(body.provider, body.settings)
-    await check_targets(rt, settings)
+    await check_targets(rt, body.provider, settings)
     async with rt.db.write() as conn:
         if body.alias and await providers.get(conn, body.alias):
             raise BadRequest(f"alias: '{body.alias}' is already used by another configuration")
@@ -141,7 +156,7 @@ async def replace_provider(
     if body.provider != current.provider:
         raise BadRequest(f"provider: must be '{current.provider}' for this configuration")
     settings = validate_settings(body.provider, body.settings)
-    await check_targets(rt, settings)
+    await check_targets(rt, body.provider, settings)
     async with rt.db.write() as conn:
         stored = await providers.update(
             conn, current.id, settings=settings, alias=body.alias, title=body.title
@@ -161,7 +176,7 @@ async def patch_provider(
     settings = current.settings
     if body.settings is not None:
         settings = validate_settings(current.provider, merge_patch(settings, body.settings))
-        await check_targets(rt, settings)
+        await check_targets(rt, current.provider, settings)
     async with rt.db.write() as conn:
         stored = await providers.update(
             conn,

@@ -37,8 +37,8 @@ from tidings.domain.routing import COURIER_CHANNELS
 from tidings.domain.status import HistoryType, with_enqueued
 from tidings.errors import BadRequest
 from tidings.ids import new_id
-from tidings.providers.mailgun.settings import MailgunSettings
 from tidings.providers import registry
+from tidings.providers.mailgun.settings import MailgunSettings
 from tidings.providers.settings import merge_override
 from tidings.render.email import check_content
 from tidings.runtime import Runtime, runtime

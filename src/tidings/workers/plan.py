@@ -217,8 +217,14 @@ def plan_message(s: Situation) -> Skip | End | Go:
             default_provider=_workspace_default(s.configurations),
         )
         if isinstance(planned, Unroutable):
-            reason = Reason.NO_CHANNELS if s.configurations else Reason.NO_PROVIDERS
-            return End(reason, planned.reason, unroutable=True, history=history)
+            if not s.configurations:
+                return End(
+                    Reason.NO_PROVIDERS,
+                    "no provider configuration: add one with POST /providers",
+                    unroutable=True,
+                    history=history,
+                )
+            return End(Reason.NO_CHANNELS, planned.reason, unroutable=True, history=history)
         if not planned.providers:
             return End(
                 Reason.NO_PROVIDERS,
