@@ -86,8 +86,8 @@ async def test_wrong_password_is_the_providers_fault(
 ) -> None:
     server = smtp_server("starttls", auth=True)
     settings = _settings(server, ca, security="starttls", username="user", password="nope-wrong1")
-    outcome = await _send(settings, _email())
-    assert outcome.kind is OutcomeKind.FAILED
+    outcome = await _send(settings, _email(), read_timeout_s=5.0)
+    assert outcome.kind is OutcomeKind.FAILED, outcome.error_message
     assert outcome.provider_fault is True
     assert outcome.status_code == 535
     assert outcome.hint and "password" in outcome.hint
@@ -125,9 +125,11 @@ async def test_message_is_byte_exact(smtp_server: Callable[..., Server], ca: tru
     assert envelope.rcpt_tos == ["alice@example.test", "bob@example.test", "carol@example.test"]
     msg = email.message_from_bytes(envelope.original_content or b"", policy=default)
     assert isinstance(msg, EmailMessage)
-    assert msg["Bcc"] is None and "carol" not in (envelope.original_content or b"").decode(
-        "latin-1"
-    ).split("\r\n\r\n", 1)[0]
+    assert (
+        msg["Bcc"] is None
+        and "carol"
+        not in (envelope.original_content or b"").decode("latin-1").split("\r\n\r\n", 1)[0]
+    )
     assert msg["Cc"] == "Bob <bob@example.test>"
     assert msg["Reply-To"] == "help@acme.test"
     assert msg["X-Campaign"] == "spring"
@@ -196,8 +198,9 @@ async def test_drop_after_data_is_in_doubt(
 async def test_nothing_listening_is_retried(ca: trustme.CA) -> None:
     from .conftest import _free_port
 
-    settings = SmtpSettings(host="127.0.0.1", port=_free_port(), security="none",
-                            from_address="a@acme.test")
+    settings = SmtpSettings(
+        host="127.0.0.1", port=_free_port(), security="none", from_address="a@acme.test"
+    )
     outcome = await _send(settings, _email())
     assert outcome.kind is OutcomeKind.RETRY
 
@@ -218,8 +221,9 @@ def test_settings_validation_and_masking() -> None:
     with pytest.raises(ValidationError):
         SmtpSettings(from_address="a@b.test")  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
-        SmtpSettings(host="h.test", security="none", username="u", password="p" * 12,
-                     from_address="a@b.test")
+        SmtpSettings(
+            host="h.test", security="none", username="u", password="p" * 12, from_address="a@b.test"
+        )
     assert SmtpSettings(host="h.test", from_address="a@b.test").port == 587
     assert SmtpSettings(host="h.test", security="tls", from_address="a@b.test").port == 465
     stored = {"host": "h.test", "password": PASSWORD, "username": "u"}
