@@ -61,7 +61,7 @@ class Recorder:
         assert isinstance(data, LoginPassword)
         self.logins.append(data.login.decode())
         ok = data.login == b"user" and data.password == PASSWORD.encode()
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +94,7 @@ def smtp_server(ca: trustme.CA) -> Iterator[Callable[..., Server]]:
         if mode == "starttls":
             kwargs.update(tls_context=server_ctx, require_starttls=True)
         elif mode == "tls":
-            kwargs.update(ssl_context=server_ctx)
+            kwargs.update(ssl_context=server_ctx, auth_require_tls=False)
         if auth:
             kwargs.update(authenticator=recorder.authenticate, auth_required=True)
         port = _free_port()

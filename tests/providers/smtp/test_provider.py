@@ -86,8 +86,8 @@ async def test_wrong_password_is_the_providers_fault(
 ) -> None:
     server = smtp_server("starttls", auth=True)
     settings = _settings(server, ca, security="starttls", username="user", password="nope-wrong1")
-    outcome = await _send(settings, _email())
-    assert outcome.kind is OutcomeKind.FAILED
+    outcome = await _send(settings, _email(), read_timeout_s=5.0)
+    assert outcome.kind is OutcomeKind.FAILED, outcome.error_message
     assert outcome.provider_fault is True
     assert outcome.status_code == 535
     assert outcome.hint and "password" in outcome.hint

@@ -131,7 +131,15 @@ async def _transaction(
             progress.append(Step.AUTH)
             if not smtp.supports_extension("auth"):
                 raise _Refused(Step.AUTH, None, "the server offers no AUTH on this connection")
-            await smtp.login(config.username, config.password)
+            # One mechanism, not aiosmtplib's try-each: a refused password is one 535, and
+            # some servers stall a second attempt on the same connection.
+            methods = [m.lower() for m in smtp.server_auth_methods]
+            if "plain" in methods:
+                await smtp.auth_plain(config.username, config.password)
+            elif "login" in methods:
+                await smtp.auth_login(config.username, config.password)
+            else:
+                await smtp.login(config.username, config.password)
         progress.append(Step.MAIL)
         await smtp.mail(request.sender)
         progress.append(Step.RCPT)
