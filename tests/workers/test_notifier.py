@@ -15,12 +15,12 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.servers import free_port
-from tidings.api.auth import KeyRing
 from tidings.config import Settings
 from tidings.runtime import Runtime
 from tidings.store import status_endpoints as store
 from tidings.store.clock import utcnow
 from tidings.store.database import Database
+from tidings.store.keyring import KeyRing
 from tidings.store.tables import status_deliveries
 from tidings.workers.notifier import Notifier, backoff_s, signature_header
 

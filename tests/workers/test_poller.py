@@ -20,7 +20,6 @@ import httpx
 import pytest
 
 from tests.support.servers import serve_asgi
-from tidings.api.auth import KeyRing
 from tidings.config import Settings
 from tidings.domain.events import DeliveryEvent, EventKind
 from tidings.domain.status import NO_FACTS, with_sent
@@ -33,6 +32,7 @@ from tidings.store import poll_cursors, providers, suppressions
 from tidings.store.clock import utcnow
 from tidings.store.database import Database
 from tidings.store.events import record_event
+from tidings.store.keyring import KeyRing
 from tidings.store.messages import HistoryEntry, NewMessage
 from tidings.store.providers import StoredProvider
 from tidings.store.status_feed import set_facts

@@ -176,3 +176,14 @@ async def sweep_tokens(conn: Conn, older_than_s: float) -> None:
             webhook_tokens.c.seen_at < utcnow() - timedelta(seconds=older_than_s)
         )
     )
+
+
+async def unmatched_page(
+    conn: Conn, *, before_id: int | None, limit: int
+) -> tuple[list[sa.Row[Any]], bool]:
+    """Unmatched events, newest first, older than ``before_id``; and whether more follow."""
+    query = sa.select(unmatched_events).order_by(unmatched_events.c.id.desc()).limit(limit + 1)
+    if before_id is not None:
+        query = query.where(unmatched_events.c.id < before_id)
+    rows = list(await conn.execute(query))
+    return rows[:limit], len(rows) > limit
