@@ -4,6 +4,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -38,3 +39,14 @@ def postgres_url() -> Iterator[str]:
         yield url.set(database=name).render_as_string(hide_password=False)
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh database, once on SQLite and once on PostgreSQL (skipped, saying
+    why, where no server is set). A sync fixture: postgres_url creates its database with
+    asyncio.run."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}"

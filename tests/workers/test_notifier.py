@@ -9,7 +9,6 @@ import hmac
 import random
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -23,15 +22,6 @@ from tidings.store.database import Database
 from tidings.store.keyring import KeyRing
 from tidings.store.tables import status_deliveries
 from tidings.workers.notifier import Notifier, backoff_s, signature_header
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    # A sync fixture: postgres_url creates its database with asyncio.run.
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("postgres_url")
-        return url
-    return f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}"
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ class World:
 
     def runtime(self, **overrides: Any) -> Runtime:
         values: dict[str, Any] = {
-            "database_url": self.db_url,
+            "db_url": self.db_url,
             "api_key": "tk_test_poller",
             "poll_interval_s": 0.05,
             "poll_trust_s": 3600.0,
@@ -176,15 +176,6 @@ def sandbox_url() -> Iterator[tuple[str, Sandbox]]:
     )
     with serve_asgi(sandbox.asgi()) as url:
         yield url, sandbox
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    # A sync fixture: postgres_url creates its database with asyncio.run.
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("postgres_url")
-        return url
-    return f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}"
 
 
 @pytest.fixture
