@@ -3,12 +3,14 @@
 import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 import sqlalchemy as sa
+
+from tidings.store.database import Database
 
 
 @pytest.fixture
@@ -50,3 +52,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url: str = request.getfixturevalue("postgres_url")
         return url
     return f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}"
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """A migrated :class:`Database` on ``db_url``, closed after the test."""
+    database = Database(db_url)
+    await database.upgrade()
+    yield database
+    await database.close()

@@ -9,8 +9,6 @@ that answer, and the worker never loaded a batch that would have taught it the k
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.support.processes import WORKER, spawn
+from tests.support.processes import WORKER, spawn, stop
 from tests.support.servers import serve_asgi
 from tidings.store import messages, providers
 from tidings.store.clock import utcnow
@@ -81,16 +79,6 @@ async def _seed(url: str, host: str) -> None:
         await db.close()
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_a_standalone_worker_masks_a_stored_provider_key(tmp_path: Path) -> None:
     hits: list[str] = []
     url = f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}"
@@ -113,7 +101,7 @@ def test_a_standalone_worker_masks_a_stored_provider_key(tmp_path: Path) -> None
                 assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
         finally:
-            _stop(proc)
+            stop(proc)
     output = log.read_text(errors="replace")
     assert hits, output
     assert KEY not in output, output

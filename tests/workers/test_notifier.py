@@ -7,10 +7,8 @@ import asyncio
 import hashlib
 import hmac
 import random
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from tests.support.servers import free_port
@@ -22,14 +20,6 @@ from tidings.store.database import Database
 from tidings.store.keyring import KeyRing
 from tidings.store.tables import status_deliveries
 from tidings.workers.notifier import Notifier, backoff_s, signature_header
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = Database(db_url)
-    await database.upgrade()
-    yield database
-    await database.close()
 
 
 async def queue(db: Database, endpoint_id: str, message_id: str, status: str) -> int:

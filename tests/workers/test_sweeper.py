@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from tidings.config import Settings
@@ -21,14 +19,6 @@ from tidings.store.tables import idempotency_keys, webhook_tokens
 from tidings.store.tables import ui_sessions as ui_sessions_table
 from tidings.workers.supervise import keep_running
 from tidings.workers.sweeper import Sweeper, sweep_once
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = Database(db_url)
-    await database.upgrade()
-    yield database
-    await database.close()
 
 
 def _runtime(db: Database, **values: object) -> Runtime:
