@@ -3,11 +3,14 @@
 import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 import sqlalchemy as sa
+
+from tidings.store.database import Database
 
 
 @pytest.fixture
@@ -38,3 +41,23 @@ def postgres_url() -> Iterator[str]:
         yield url.set(database=name).render_as_string(hide_password=False)
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh database, once on SQLite and once on PostgreSQL (skipped, saying
+    why, where no server is set). A sync fixture: postgres_url creates its database with
+    asyncio.run."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}"
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """A migrated :class:`Database` on ``db_url``, closed after the test."""
+    database = Database(db_url)
+    await database.upgrade()
+    yield database
+    await database.close()

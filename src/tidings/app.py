@@ -1,4 +1,5 @@
-"""Wiring: the FastAPI app, its start-up (migrations, keys, providers, sandbox) and workers."""
+"""The FastAPI app: its routes, and its own start-up (keys, sandbox); the rest of start-up and
+the workers are ``tidings.wiring``'s, shared with ``tidings worker``."""
 
 from __future__ import annotations
 
@@ -22,28 +23,22 @@ from tidings.api import metrics as metrics_api
 from tidings.api import profiles as profiles_api
 from tidings.api import provider_tools as provider_tools_api
 from tidings.api import providers as providers_api
-from tidings.api import routing_strategies as routing_strategies_api
 from tidings.api import send as send_api
 from tidings.api import status_endpoints as status_endpoints_api
 from tidings.api import stream as stream_api
 from tidings.api import suppressions as suppressions_api
 from tidings.api import unmatched as unmatched_api
 from tidings.api import webhooks as webhooks_api
-from tidings.api.auth import KeyRing, require_api_key
+from tidings.api.auth import require_api_key
 from tidings.api.schemas import SendRequest
 from tidings.config import Settings
-from tidings.logging import register_provider_secrets, register_secret
-from tidings.providers.base import ProviderContext
-from tidings.providers.mailgun.settings import MailgunSettings
-from tidings.providers.outbound import Outbound
-from tidings.providers.registry import Providers
-from tidings.runtime import Runtime
+from tidings.runtime import Runtime, webhook_url
 from tidings.store import api_keys, providers
 from tidings.store.database import Database
+from tidings.store.keyring import KeyRing
 from tidings.store.providers import StoredProvider
 from tidings.ui import routes as ui_routes
-from tidings.workers.loops import start_loops
-from tidings.workers.supervise import bounded
+from tidings.wiring import wired
 
 log = structlog.get_logger("tidings")
 
@@ -71,48 +66,16 @@ async def ensure_api_key(rt: Runtime, report: StartupReport) -> None:
     rt.keyring = KeyRing(configured, hashes, db=rt.db)
 
 
-def env_provider_settings(settings: Settings) -> dict[str, Any] | None:
-    if not settings.mailgun_from_env:
-        return None
-    assert settings.mailgun_api_key is not None
-    raw: dict[str, Any] = {
-        "api_key": settings.mailgun_api_key.get_secret_value(),
-        "domain": settings.mailgun_domain,
-    }
-    if settings.mailgun_host:
-        raw["host"] = settings.mailgun_host
-    if settings.mailgun_from:
-        raw["from_address"] = settings.mailgun_from
-    if settings.mailgun_webhook_signing_key:
-        raw["webhook_signing_key"] = settings.mailgun_webhook_signing_key.get_secret_value()
-    return MailgunSettings.model_validate(raw).model_dump(mode="json", exclude_none=True)
-
-
 async def ensure_providers(rt: Runtime, report: StartupReport) -> None:
-    """The MAILGUN_* configuration (kept in step with the environment), else the sandbox one
-    when sandbox mode is on."""
-    from_env = env_provider_settings(rt.settings)
+    """After the wiring stored the MAILGUN_* configuration: the sandbox one stays the default
+    only in sandbox mode."""
+    if rt.settings.mailgun_from_env:
+        report.provider_origin = "env"
+    if rt.sandbox_mode:
+        report.provider_origin = report.provider_origin or "sandbox"
+        return
     async with rt.db.write() as conn:
-        if from_env is not None:
-            current = await providers.by_origin(conn, "env")
-            if current is None:
-                await providers.create(
-                    conn,
-                    provider="mailgun",
-                    settings=from_env,
-                    title="From MAILGUN_* variables",
-                    origin="env",
-                    is_default=None,
-                )
-            elif current.settings != from_env:
-                await providers.update(
-                    conn, current.id, settings=from_env, alias=current.alias, title=current.title
-                )
-            report.provider_origin = "env"
-        if rt.sandbox_mode:
-            report.provider_origin = report.provider_origin or "sandbox"
-        else:
-            await providers.retire_sandbox_default(conn, prefer_origin="env")
+        await providers.retire_sandbox_default(conn, prefer_origin="env")
 
 
 def _sandbox_keys() -> dict[str, str]:
@@ -166,15 +129,6 @@ async def ensure_sandbox_provider(db: Database, public_url: str) -> StoredProvid
         return current
 
 
-async def register_secrets(rt: Runtime) -> None:
-    """Teach the log masker every key this process knows, so no log line can carry one."""
-    if rt.settings.api_key is not None:
-        register_secret(rt.settings.api_key.get_secret_value())
-    async with rt.db.read() as conn:
-        for stored in await providers.list_all(conn):
-            register_provider_secrets(stored.settings)
-
-
 async def decide_sandbox_mode(settings: Settings, db: Database) -> bool:
     if settings.sandbox is not None:
         return settings.sandbox
@@ -183,20 +137,6 @@ async def decide_sandbox_mode(settings: Settings, db: Database) -> bool:
     async with db.read() as conn:
         stored = await providers.list_all(conn)
     return not any(p.origin != "sandbox" for p in stored)
-
-
-def open_providers(rt: Runtime) -> Providers:
-    """One live instance of every provider for this process, on its network policy."""
-    settings = rt.settings
-    return Providers(
-        ProviderContext(
-            outbound=Outbound(rt.network_policy(), settings.dns_server),
-            connect_timeout_s=10.0,
-            read_timeout_s=settings.send_timeout_s,
-            total_timeout_s=settings.send_timeout_s + 10,
-            user_agent="tidings (aiohttp)",
-        )
-    )
 
 
 def create_app(
@@ -216,36 +156,23 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await db.upgrade()
-        await ensure_api_key(rt, report)
-        if rt.sandbox_mode:
-            await sandbox_holder["sandbox"].start()
-        await ensure_providers(rt, report)
-        report.sandbox_mode = rt.sandbox_mode
-        await register_secrets(rt)
-        if report.announce:
-            _announce(rt, report)
-        providers = open_providers(rt)
-        app.state.providers = providers
-        app.state.mailgun = providers.get("mailgun").client  # type: ignore[attr-defined]
-        stop = asyncio.Event()
-        tasks: list[asyncio.Task[None]] = []
-        if run_workers:
-            await rt.render_pool.start()
-            tasks.extend(start_loops(rt, providers, stop))
-        try:
-            yield
-        finally:
-            stop.set()
-            rt.wake()
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
-            await rt.render_pool.close()
-            await providers.close()
-            await rt.keyring.aclose()
+        async def prepare() -> None:
+            await ensure_api_key(rt, report)
             if rt.sandbox_mode:
+                await sandbox_holder["sandbox"].start()
+            await ensure_providers(rt, report)
+            report.sandbox_mode = rt.sandbox_mode
+            if report.announce:
+                _announce(rt, report)
+
+        try:
+            async with wired(rt, asyncio.Event(), run_workers=run_workers, prepare=prepare) as w:
+                app.state.providers = w.providers
+                app.state.mailgun = w.providers.get("mailgun").client  # type: ignore[attr-defined]
+                yield
+        finally:
+            if rt.sandbox_mode and "sandbox" in sandbox_holder:
                 await sandbox_holder["sandbox"].stop()
-            await bounded(db.close(), 10.0, "closing the database")
 
     app = FastAPI(
         title="Tidings",
@@ -262,7 +189,6 @@ def create_app(
     app.include_router(messages_api.router, dependencies=protected)
     app.include_router(profiles_api.router, dependencies=protected)
     app.include_router(providers_api.router, dependencies=protected)
-    app.include_router(routing_strategies_api.router, dependencies=protected)
     app.include_router(provider_tools_api.router, dependencies=protected)
     app.include_router(suppressions_api.router, dependencies=protected)
     app.include_router(unmatched_api.router, dependencies=protected)
@@ -352,10 +278,7 @@ async def build_app(
         await db.close()
     app = create_app(settings, run_workers=run_workers, report=report)
     if sandbox_provider is not None:
-        app.state.mount_sandbox(
-            f"{public_url.rstrip('/')}/webhooks/mailgun/{sandbox_provider.webhook_token}",
-            sandbox_provider,
-        )
+        app.state.mount_sandbox(webhook_url(public_url, sandbox_provider), sandbox_provider)
     return app
 
 

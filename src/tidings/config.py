@@ -181,6 +181,14 @@ class Settings(BaseSettings):
         "addresses; unset: on in sandbox mode only.",
     )
 
+    # Scheduled sweeps of expired rows (workers/sweeper.py).
+    sweep_interval_s: float = Field(
+        default=300.0, gt=0, description="Between sweeps of expired rows."
+    )
+    sweep_batch: int = Field(
+        default=1000, ge=1, le=100_000, description="Rows one sweep transaction deletes at most."
+    )
+
     mailgun_api_key: SecretStr | None = Field(default=None, validation_alias="MAILGUN_API_KEY")
     mailgun_domain: str | None = Field(default=None, validation_alias="MAILGUN_DOMAIN")
     mailgun_host: str | None = Field(default=None, validation_alias="MAILGUN_HOST")

@@ -65,3 +65,9 @@ class Metrics:
             ["loop"],
             registry=self.registry,
         )
+        self.swept = Counter(
+            "tidings_swept_rows_total",
+            "Expired rows deleted by the scheduled sweeps, by table.",
+            ["table"],
+            registry=self.registry,
+        )

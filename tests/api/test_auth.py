@@ -7,9 +7,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from tidings.api.auth import KeyRing
 from tidings.store import api_keys
 from tidings.store.database import Database
+from tidings.store.keyring import KeyRing
 
 
 async def _last_used(db: Database) -> list[object]:

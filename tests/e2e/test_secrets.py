@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.processes import stop
 from tests.support.servers import free_port, serve_asgi
 from tidings.sandbox import Sandbox, SandboxSettings
 
@@ -215,15 +216,6 @@ def _send_with_override_key(url: str, to: str) -> httpx.Response:
     )
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def _assert_key_kept_out(logs: str) -> None:
     assert "IntegrityError" in logs, logs[-3000:]  # the failure was logged...
     # ...without the key: nothing of it but, at most, its last four characters.
@@ -252,7 +244,7 @@ def test_a_database_error_does_not_log_a_per_message_key_sqlite(tmp_path: Path) 
         # The database works for everyone else.
         assert _send_with_override_key(url, "fine@example.test").status_code == 202
     finally:
-        _stop(proc)
+        stop(proc)
     _assert_key_kept_out(log.read_text(errors="replace"))
 
 
@@ -286,5 +278,5 @@ def test_a_database_error_does_not_log_a_per_message_key_postgres(
         assert OVERRIDE_KEY not in answer.text
         assert _send_with_override_key(url, "fine@example.test").status_code == 202
     finally:
-        _stop(proc)
+        stop(proc)
     _assert_key_kept_out(log.read_text(errors="replace"))

@@ -27,12 +27,12 @@ import pytest
 
 from tests.support.processes import wait_healthy
 from tests.support.servers import free_port
-from tidings.api.auth import KeyRing
 from tidings.app import StartupReport, _announce
 from tidings.config import Settings
 from tidings.runtime import Runtime
 from tidings.sandbox import DEFAULT_API_KEY, DEFAULT_SIGNING_KEY
 from tidings.store.database import Database
+from tidings.store.keyring import KeyRing
 
 API_KEY = "tk_access_test_0123456789abcdefghij"
 GUESSES = 1000

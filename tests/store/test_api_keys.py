@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from tidings.store import api_keys
@@ -14,15 +12,8 @@ from tidings.store.database import Database
 from tidings.store.tables import api_keys as api_keys_table
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 't.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-async def test_keys_are_stored_as_hashes_listed_found_and_deleted(database_url: str) -> None:
-    db = Database(database_url)
+async def test_keys_are_stored_as_hashes_listed_found_and_deleted(db_url: str) -> None:
+    db = Database(db_url)
     await db.upgrade()
     try:
         first, second, third = api_keys.generate(), api_keys.generate(), api_keys.generate()
@@ -59,8 +50,8 @@ async def test_keys_are_stored_as_hashes_listed_found_and_deleted(database_url: 
         await db.close()
 
 
-async def test_touch_records_the_last_use_and_never_moves_it_back(database_url: str) -> None:
-    db = Database(database_url)
+async def test_touch_records_the_last_use_and_never_moves_it_back(db_url: str) -> None:
+    db = Database(db_url)
     await db.upgrade()
     try:
         key = api_keys.generate()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -16,20 +15,13 @@ from tidings.store.database import Conn, Database
 from tidings.store.tables import webhook_tokens
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 't.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 async def _count(db: Database) -> int:
     async with db.read() as conn:
         return int(await conn.scalar(sa.select(sa.func.count()).select_from(webhook_tokens)) or 0)
 
 
-async def test_grouped_commits_concurrent_writes_and_isolates_a_failure(database_url: str) -> None:
-    db = Database(database_url)
+async def test_grouped_commits_concurrent_writes_and_isolates_a_failure(db_url: str) -> None:
+    db = Database(db_url)
     await db.upgrade()
     try:
 
@@ -56,8 +48,8 @@ async def test_grouped_commits_concurrent_writes_and_isolates_a_failure(database
         await db.close()
 
 
-async def test_claims_never_hand_one_message_to_two_workers(database_url: str) -> None:
-    db = Database(database_url)
+async def test_claims_never_hand_one_message_to_two_workers(db_url: str) -> None:
+    db = Database(db_url)
     await db.upgrade()
     now = utcnow()
     try:

@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import random
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -20,13 +19,6 @@ CAPACITY = 40.0  # one second's worth
 CONNECTIONS = 4
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 't.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 async def _open(url: str, count: int) -> list[Database]:
     """``count`` handles on one database, each with its own connections, as separate worker
     processes would have."""
@@ -35,8 +27,8 @@ async def _open(url: str, count: int) -> list[Database]:
     return [first, *[Database(url) for _ in range(count - 1)]]
 
 
-async def test_concurrent_reservations_never_exceed_the_bucket(database_url: str) -> None:
-    dbs = await _open(database_url, CONNECTIONS)
+async def test_concurrent_reservations_never_exceed_the_bucket(db_url: str) -> None:
+    dbs = await _open(db_url, CONNECTIONS)
     grants: list[rate_buckets.Taken] = []
     rng = random.Random(5)
     try:
@@ -64,7 +56,7 @@ async def test_concurrent_reservations_never_exceed_the_bucket(database_url: str
     # the last reservation, measured on the clock the bucket itself uses.
     allowed = CAPACITY + RATE * (last - first).total_seconds()
     print(
-        f"\n{database_url.split(':')[0]}: {len(grants)} reservations from {CONNECTIONS} "
+        f"\n{db_url.split(':')[0]}: {len(grants)} reservations from {CONNECTIONS} "
         f"connections, {granted} tokens granted, at most {allowed:.1f} allowed over "
         f"{(last - first).total_seconds():.2f} s"
     )
@@ -75,9 +67,9 @@ async def test_concurrent_reservations_never_exceed_the_bucket(database_url: str
 
 
 async def test_a_pause_set_through_one_connection_holds_for_the_others(
-    database_url: str,
+    db_url: str,
 ) -> None:
-    dbs = await _open(database_url, 2)
+    dbs = await _open(db_url, 2)
     setter, other = dbs
     try:
         async with rate_buckets.single_statements(other) as conn:
@@ -112,8 +104,8 @@ async def test_a_pause_set_through_one_connection_holds_for_the_others(
             await db.close()
 
 
-async def test_a_pause_that_ran_out_holds_nothing(database_url: str) -> None:
-    (db,) = await _open(database_url, 1)
+async def test_a_pause_that_ran_out_holds_nothing(db_url: str) -> None:
+    (db,) = await _open(db_url, 1)
     try:
         async with rate_buckets.single_statements(db) as conn:
             await rate_buckets.pause(conn, "cfg", utcnow() - timedelta(seconds=1))
@@ -126,8 +118,8 @@ async def test_a_pause_that_ran_out_holds_nothing(database_url: str) -> None:
         await db.close()
 
 
-async def test_refused_asks_are_told_to_come_back_one_token_apart(database_url: str) -> None:
-    (db,) = await _open(database_url, 1)
+async def test_refused_asks_are_told_to_come_back_one_token_apart(db_url: str) -> None:
+    (db,) = await _open(db_url, 1)
     try:
         async with rate_buckets.single_statements(db) as conn:
             first = await rate_buckets.take(conn, "cfg", want=25, per_second=10, capacity=10)

@@ -9,6 +9,7 @@ apart. Where they listen and which database they share come from the environment
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -64,3 +65,15 @@ def wait_healthy(
             pass
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
         time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes], *, timeout: float = 30.0) -> None:
+    """End ``proc`` as an operator would (SIGTERM), killing it if it does not exit in time."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -16,8 +16,8 @@ import httpx
 
 from tests.e2e.conftest import API_KEY, tidings_settings
 from tests.support.servers import free_port, serve_asgi
-from tidings.api.sessions import SESSION_COOKIE, new_token, token_hash
 from tidings.app import build_app
+from tidings.runtime.sessions import SESSION_COOKIE, new_token, token_hash
 from tidings.store import ui_sessions
 from tidings.store.clock import utcnow
 from tidings.store.database import Database

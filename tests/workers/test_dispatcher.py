@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tidings.api.auth import KeyRing
 from tidings.config import Settings
 from tidings.logging import mask_text
 from tidings.providers.registry import Providers
 from tidings.runtime import Runtime
 from tidings.store import providers
 from tidings.store.database import Database
+from tidings.store.keyring import KeyRing
 from tidings.workers.dispatcher import Dispatcher
 
 

@@ -7,39 +7,19 @@ import asyncio
 import hashlib
 import hmac
 import random
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from tests.support.servers import free_port
-from tidings.api.auth import KeyRing
 from tidings.config import Settings
 from tidings.runtime import Runtime
 from tidings.store import status_endpoints as store
 from tidings.store.clock import utcnow
 from tidings.store.database import Database
+from tidings.store.keyring import KeyRing
 from tidings.store.tables import status_deliveries
 from tidings.workers.notifier import Notifier, backoff_s, signature_header
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    # A sync fixture: postgres_url creates its database with asyncio.run.
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("postgres_url")
-        return url
-    return f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}"
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = Database(db_url)
-    await database.upgrade()
-    yield database
-    await database.close()
 
 
 async def queue(db: Database, endpoint_id: str, message_id: str, status: str) -> int:

@@ -20,7 +20,6 @@ import httpx
 import pytest
 
 from tests.support.servers import serve_asgi
-from tidings.api.auth import KeyRing
 from tidings.config import Settings
 from tidings.domain.events import DeliveryEvent, EventKind
 from tidings.domain.status import NO_FACTS, with_sent
@@ -33,6 +32,7 @@ from tidings.store import poll_cursors, providers, suppressions
 from tidings.store.clock import utcnow
 from tidings.store.database import Database
 from tidings.store.events import record_event
+from tidings.store.keyring import KeyRing
 from tidings.store.messages import HistoryEntry, NewMessage
 from tidings.store.providers import StoredProvider
 from tidings.store.status_feed import set_facts
@@ -69,7 +69,7 @@ class World:
 
     def runtime(self, **overrides: Any) -> Runtime:
         values: dict[str, Any] = {
-            "database_url": self.db_url,
+            "db_url": self.db_url,
             "api_key": "tk_test_poller",
             "poll_interval_s": 0.05,
             "poll_trust_s": 3600.0,
@@ -176,15 +176,6 @@ def sandbox_url() -> Iterator[tuple[str, Sandbox]]:
     )
     with serve_asgi(sandbox.asgi()) as url:
         yield url, sandbox
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    # A sync fixture: postgres_url creates its database with asyncio.run.
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("postgres_url")
-        return url
-    return f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}"
 
 
 @pytest.fixture

@@ -24,13 +24,6 @@ from tidings.workers.ratelimit import (
 LIMIT = {"rate": 10, "period": "second"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 't.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def test_rates_and_burst() -> None:
     assert per_second(None) is None and per_second({}) is None
     assert per_second({"rate": 120, "period": "minute"}) == 2.0
@@ -62,8 +55,8 @@ async def test_local_limiter_spaces_a_burst_and_holds_a_pause() -> None:
     assert (await limiter.reserve("other", None)).wait_s == 0
 
 
-async def test_shared_limiter_serves_a_burst_from_the_database(database_url: str) -> None:
-    db = Database(database_url)
+async def test_shared_limiter_serves_a_burst_from_the_database(db_url: str) -> None:
+    db = Database(db_url)
     await db.upgrade()
     try:
         limiter = SharedLimiter(db)
@@ -79,10 +72,10 @@ async def test_shared_limiter_serves_a_burst_from_the_database(database_url: str
     assert refused[-1] == pytest.approx(len(refused) / 10, abs=0.11)
 
 
-async def test_a_pause_reaches_every_limiter_on_the_database(database_url: str) -> None:
-    first_db = Database(database_url)
+async def test_a_pause_reaches_every_limiter_on_the_database(db_url: str) -> None:
+    first_db = Database(db_url)
     await first_db.upgrade()
-    second_db = Database(database_url)
+    second_db = Database(db_url)
     try:
         first, second = SharedLimiter(first_db), SharedLimiter(second_db)
         assert (await second.reserve("p1", LIMIT)).wait_s == 0

@@ -13,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
-from tidings.api.auth import KeyRing
 from tidings.config import Settings
 from tidings.runtime import LoopHealth, Runtime
 from tidings.store.database import Database
+from tidings.store.keyring import KeyRing
 from tidings.workers.supervise import (
     Backoff,
     Supervised,

@@ -19,7 +19,6 @@ from tidings.store import messages as store
 from tidings.store.clock import to_ms, utcnow
 from tidings.store.details import message_details
 from tidings.store.status_feed import publish_new, set_facts
-from tidings.store.tables import messages as messages_table
 
 router = APIRouter(prefix="/messages", tags=["messages"])
 
@@ -160,22 +159,13 @@ async def cancel_message(message_id: str, rt: Runtime = Depends(runtime)) -> JSO
         row = await store.get(conn, message_id)
         if row is None:
             raise NotFound()
-        result = await conn.execute(
-            messages_table.update()
-            .where(
-                messages_table.c.id == message_id,
-                messages_table.c.queued.is_(True),
-                messages_table.c.attempts == 0,
-                sa.or_(messages_table.c.lease_until.is_(None), messages_table.c.lease_until < now),
-            )
-            .values(queued=False)
-        )
-        if result.rowcount:
+        canceled = await store.take_back_unsent(conn, message_id, now=now)
+        if canceled:
             await set_facts(conn, row, with_canceled(facts_codec.load(row.facts), now))
             await store.add_history(conn, message_id, HistoryType.CANCELED.value, {}, ts=now)
         row = await store.get(conn, message_id)
     assert row is not None
-    return JSONResponse(details(row), status_code=200 if result.rowcount else 409)
+    return JSONResponse(details(row), status_code=200 if canceled else 409)
 
 
 @router.post("/{message_id}/resend")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tidings.runtime import Runtime, runtime
+from tidings.store import messages
 from tidings.store.clock import utcnow
 from tidings.store.database import is_database_error
-from tidings.store.tables import messages
 
 router = APIRouter(tags=["metrics"])
 
@@ -19,16 +18,8 @@ router = APIRouter(tags=["metrics"])
 async def metrics(rt: Runtime = Depends(runtime)) -> Response:
     try:
         async with rt.db.read() as conn:
-            by_status = list(
-                await conn.execute(
-                    sa.select(messages.c.status, sa.func.count()).group_by(messages.c.status)
-                )
-            )
-            due = await conn.scalar(
-                sa.select(sa.func.count())
-                .select_from(messages)
-                .where(messages.c.queued.is_(True), messages.c.next_attempt_at <= utcnow())
-            )
+            by_status = await messages.count_by_status(conn)
+            due = await messages.count_due(conn, now=utcnow())
     except Exception as exc:
         if not is_database_error(exc) and not isinstance(exc, OSError):
             raise
@@ -36,7 +27,7 @@ async def metrics(rt: Runtime = Depends(runtime)) -> Response:
         rt.metrics.messages.clear()
         return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
     rt.metrics.messages.clear()
-    for status, count in by_status:
+    for status, count in by_status.items():
         rt.metrics.messages.labels(status).set(count)
-    rt.metrics.queue_due.set(int(due or 0))
+    rt.metrics.queue_due.set(due)
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 
 from tidings.api.schemas import MAX_ID
 from tidings.runtime import Runtime, runtime
 from tidings.store.clock import to_ms
-from tidings.store.tables import unmatched_events
+from tidings.store.events import unmatched_page
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -27,13 +26,8 @@ async def list_unmatched(
     ),
     limit: int = Query(default=50, ge=1, le=500),
 ) -> dict[str, Any]:
-    query = sa.select(unmatched_events).order_by(unmatched_events.c.id.desc()).limit(limit + 1)
-    if cursor is not None:
-        query = query.where(unmatched_events.c.id < cursor)
     async with rt.db.read() as conn:
-        rows = list(await conn.execute(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
+        rows, more = await unmatched_page(conn, before_id=cursor, limit=limit)
     return {
         "paging": {"cursor": str(rows[-1].id) if more else None, "more": more},
         "results": [

@@ -8,6 +8,7 @@ status facts merge (see ``tidings.domain.status``), so every road ends in the sa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -168,11 +169,25 @@ async def accept_token_once(conn: Conn, token: str) -> bool:
     return bool(result.rowcount)
 
 
-async def sweep_tokens(conn: Conn, older_than_s: float) -> None:
-    from datetime import timedelta
+async def sweep_tokens(
+    conn: Conn, older_than_s: float, *, now: datetime | None = None, limit: int | None = None
+) -> int:
+    """Forget webhook tokens seen more than ``older_than_s`` ago (at most ``limit``): a
+    replay that old is refused by its timestamp anyway. Returns how many went."""
+    old = webhook_tokens.c.seen_at < (now or utcnow()) - timedelta(seconds=older_than_s)
+    if limit is not None:
+        batch = sa.select(webhook_tokens.c.token).where(old).limit(limit)
+        old = webhook_tokens.c.token.in_(batch.scalar_subquery())
+    result = await conn.execute(webhook_tokens.delete().where(old))
+    return int(result.rowcount or 0)
 
-    await conn.execute(
-        webhook_tokens.delete().where(
-            webhook_tokens.c.seen_at < utcnow() - timedelta(seconds=older_than_s)
-        )
-    )
+
+async def unmatched_page(
+    conn: Conn, *, before_id: int | None, limit: int
+) -> tuple[list[sa.Row[Any]], bool]:
+    """Unmatched events, newest first, older than ``before_id``; and whether more follow."""
+    query = sa.select(unmatched_events).order_by(unmatched_events.c.id.desc()).limit(limit + 1)
+    if before_id is not None:
+        query = query.where(unmatched_events.c.id < before_id)
+    rows = list(await conn.execute(query))
+    return rows[:limit], len(rows) > limit

@@ -55,8 +55,11 @@ async def save(
     )
 
 
-async def sweep(conn: Conn) -> int:
-    result = await conn.execute(
-        idempotency_keys.delete().where(idempotency_keys.c.expires_at <= utcnow())
-    )
+async def sweep(conn: Conn, *, now: datetime | None = None, limit: int | None = None) -> int:
+    """Delete expired keys (at most ``limit``); returns how many."""
+    expired = idempotency_keys.c.expires_at <= (now or utcnow())
+    if limit is not None:
+        batch = sa.select(idempotency_keys.c.key).where(expired).limit(limit)
+        expired = idempotency_keys.c.key.in_(batch.scalar_subquery())
+    result = await conn.execute(idempotency_keys.delete().where(expired))
     return int(result.rowcount or 0)

@@ -194,6 +194,11 @@ async def history_of(conn: Conn, message_id: str, type_: str | None = None) -> l
     return list(await conn.execute(query.order_by(history.c.ts, history.c.id)))
 
 
+def _unleased(now: datetime) -> sa.ColumnElement[bool]:
+    """No live worker holds the message (an expired lease is a worker that died)."""
+    return sa.or_(messages.c.lease_until.is_(None), messages.c.lease_until < now)
+
+
 async def claim_due(conn: Conn, *, owner: str, limit: int, lease_s: float) -> list[str]:
     """Take up to ``limit`` due messages for ``owner`` until the lease runs out.
 
@@ -206,7 +211,7 @@ async def claim_due(conn: Conn, *, owner: str, limit: int, lease_s: float) -> li
         .where(
             messages.c.queued.is_(True),
             messages.c.next_attempt_at <= now,
-            sa.or_(messages.c.lease_until.is_(None), messages.c.lease_until < now),
+            _unleased(now),
         )
         .order_by(messages.c.next_attempt_at)
         .limit(limit)
@@ -222,6 +227,39 @@ async def claim_due(conn: Conn, *, owner: str, limit: int, lease_s: float) -> li
         .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s))
     )
     return ids
+
+
+async def take_back_unsent(conn: Conn, message_id: str, *, now: datetime) -> bool:
+    """Take a message out of the queue if no attempt was made and no worker holds it (the
+    cancel of the API); False when it is too late."""
+    result = await conn.execute(
+        messages.update()
+        .where(
+            messages.c.id == message_id,
+            messages.c.queued.is_(True),
+            messages.c.attempts == 0,
+            _unleased(now),
+        )
+        .values(queued=False)
+    )
+    return bool(result.rowcount)
+
+
+async def count_by_status(conn: Conn) -> dict[str, int]:
+    rows = await conn.execute(
+        sa.select(messages.c.status, sa.func.count()).group_by(messages.c.status)
+    )
+    return {str(status): int(count) for status, count in rows}
+
+
+async def count_due(conn: Conn, *, now: datetime) -> int:
+    """Messages waiting to be sent whose time has come."""
+    due = await conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(messages)
+        .where(messages.c.queued.is_(True), messages.c.next_attempt_at <= now)
+    )
+    return int(due or 0)
 
 
 async def next_due_at(conn: Conn) -> datetime | None:

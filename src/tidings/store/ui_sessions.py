@@ -58,9 +58,13 @@ async def revoke_all(conn: Conn) -> int:
     return int(result.rowcount or 0)
 
 
-async def sweep(conn: Conn, *, now: datetime) -> int:
-    """Delete the expired rows; returns how many."""
-    result = await conn.execute(ui_sessions.delete().where(ui_sessions.c.expires_at <= now))
+async def sweep(conn: Conn, *, now: datetime, limit: int | None = None) -> int:
+    """Delete the expired rows (at most ``limit``); returns how many."""
+    expired = ui_sessions.c.expires_at <= now
+    if limit is not None:
+        batch = sa.select(ui_sessions.c.token_hash).where(expired).limit(limit)
+        expired = ui_sessions.c.token_hash.in_(batch.scalar_subquery())
+    result = await conn.execute(ui_sessions.delete().where(expired))
     return int(result.rowcount or 0)
 
 

@@ -15,23 +15,25 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.exceptions import HTTPException
 
-from tidings.api import throttle
-from tidings.api.auth import CSRF_HEADER, KeyRing
-from tidings.api.providers import webhook_url
-from tidings.api.sessions import SESSION_COOKIE, close_session, has_session, open_session
-from tidings.runtime import Runtime, runtime
+from tidings.runtime import Runtime, runtime, throttle, webhook_url
+from tidings.runtime.sessions import (
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    close_session,
+    has_session,
+    open_session,
+)
 from tidings.store import messages as store
 from tidings.store import providers
+from tidings.store.keyring import KeyRing
 from tidings.store.messages import MessageFilter
 from tidings.store.status_feed import last_event_id
-from tidings.store.tables import message_tags
 from tidings.ui import views
 
 PAGE_SIZE = 50
@@ -218,18 +220,9 @@ async def static(name: str) -> Response:
 
 
 async def _tags_by_message(rt: Runtime, ids: list[str]) -> dict[str, list[str]]:
-    if not ids:
-        return {}
-    out: dict[str, list[str]] = {i: [] for i in ids}
     async with rt.db.read() as conn:
-        rows = await conn.execute(
-            sa.select(message_tags.c.message_id, message_tags.c.tag)
-            .where(message_tags.c.message_id.in_(ids))
-            .order_by(message_tags.c.tag)
-        )
-        for message_id, tag in rows:
-            out[message_id].append(tag)
-    return out
+        tags = await store.tags_of_many(conn, ids)
+    return {message_id: sorted(found) for message_id, found in tags.items()}
 
 
 def _subject(row: Any) -> str:
@@ -399,7 +392,7 @@ async def provider_page(
         p=stored,
         settings=views.masked_settings(stored.settings),
         polling=str(stored.settings.get("polling", "on")),
-        webhook_url=webhook_url(rt, stored),
+        webhook_url=webhook_url(rt.public_url, stored),
     )
 
 

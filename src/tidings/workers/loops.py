@@ -11,10 +11,11 @@ from tidings.workers.dispatcher import Dispatcher
 from tidings.workers.notifier import Notifier
 from tidings.workers.poller import Poller
 from tidings.workers.supervise import keep_running
+from tidings.workers.sweeper import Sweeper
 
 
 def start_loops(rt: Runtime, providers: Providers, stop: asyncio.Event) -> list[asyncio.Task[None]]:
-    """Dispatcher, poller and notifier as tasks that end once ``stop`` is set."""
+    """Dispatcher, poller, notifier and sweeper as tasks that end once ``stop`` is set."""
     return [
         asyncio.create_task(
             keep_running(rt, "dispatcher", lambda: Dispatcher(rt, providers).run(stop), stop),
@@ -25,5 +26,8 @@ def start_loops(rt: Runtime, providers: Providers, stop: asyncio.Event) -> list[
         ),
         asyncio.create_task(
             keep_running(rt, "notifier", lambda: Notifier(rt).run(stop), stop), name="notifier"
+        ),
+        asyncio.create_task(
+            keep_running(rt, "sweeper", lambda: Sweeper(rt).run(stop), stop), name="sweeper"
         ),
     ]

@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.e2e.conftest import API_KEY, RunningTidings, start_tidings
-from tidings.api.throttle import MAX_TRACKED, Limits, Refused, Throttle, client_key
+from tidings.runtime.throttle import MAX_TRACKED, Limits, Refused, Throttle, client_key
 
 __all__ = ["start_tidings"]
 

@@ -1,11 +1,12 @@
-"""UI sessions: the cookie carries a random token, the database the token's hash.
+"""UI sessions: the cookie carries a random token, the database the token's hash. Shared by
+the UI, which makes the cookie, and the API, which accepts it.
 
 A session is made when someone shows a valid key at the login form, and lives until it
 expires (``TIDINGS_UI_SESSION_TTL_S``) or its browser logs out, which deletes its row: a
 copy of the cookie stops working at once, on every API process. Kept in the database, a
 session survives a restart. Expired rows are swept at each login.
 
-A cookie that opens nothing counts as a failed key for the throttle (``api.throttle``): a
+A cookie that opens nothing counts as a failed key for the throttle (``runtime.throttle``): a
 browser that has logged out or whose session expired no longer sends it.
 """
 
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
-from tidings.api import throttle
+from tidings.runtime import throttle
 from tidings.store import ui_sessions
 from tidings.store.clock import utcnow
 
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from tidings.runtime import Runtime
 
 SESSION_COOKIE = "tidings_session"
+# A change (POST, PATCH, ...) made with the session cookie alone must carry this header: a
+# browser adds a custom header to a cross-origin request only after a CORS preflight, which
+# Tidings never grants (checked by ``api.auth``, sent by the UI's pages).
+CSRF_HEADER = "x-tidings-ui"
 _MAX_TOKEN = 128  # anything longer is not one of ours; not worth a query
 
 

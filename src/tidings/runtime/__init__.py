@@ -1,23 +1,52 @@
-"""The live objects one Tidings process shares between its routes and workers."""
+"""The live objects one Tidings process shares between its routes and workers.
+
+Besides :class:`Runtime`, this package holds what the API and the UI both need to let a
+request in (``throttle``: wrong keys per address; ``sessions``: the UI's login cookie); the
+key ring itself is the store's (``tidings.store.keyring``). It imports only config, store and
+metrics (an import-linter contract in pyproject.toml): the render pool and the outbound
+client are given to it by the wiring (``tidings.wiring``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from fastapi import Request
 
-from tidings.api.auth import KeyRing
-from tidings.api.throttle import Limits, Throttle
 from tidings.config import Settings
 from tidings.domain.network import OutboundPolicy, origin_of, parse_origins
 from tidings.logging import register_provider_secrets
 from tidings.metrics import Metrics
-from tidings.render.pool import PoolConfig, RenderPool, default_size
-from tidings.render.templating import SandboxLimits
+from tidings.runtime.throttle import Limits, Throttle
 from tidings.store.database import Database
+from tidings.store.keyring import KeyRing
+from tidings.store.providers import StoredProvider
+
+T = TypeVar("T")
+
+
+class Renderer(Protocol):
+    """What renders user templates for the dispatcher: ``tidings.render.pool.RenderPool``,
+    given by the wiring of a process that runs workers."""
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T: ...
+
+
+class NoRenderer:
+    """The renderer of a process that runs no workers (``serve --no-workers``): it renders
+    nothing, and says so if asked."""
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        raise RuntimeError("this process runs no workers: it has no render pool")
+
+
+def webhook_url(public_url: str, stored: StoredProvider) -> str:
+    """Where the provider of ``stored`` posts its signed webhooks to this server."""
+    return f"{public_url.rstrip('/')}/webhooks/mailgun/{stored.webhook_token}"
 
 
 @dataclass
@@ -51,9 +80,9 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     sandbox_mode: bool = False
     public_url: str = "http://127.0.0.1:8000"
-    # Worker processes that render user templates; started by the wiring that runs the
-    # dispatcher (none for an API-only process), closed at shutdown.
-    render_pool: RenderPool = field(init=False)
+    # Worker processes that render user templates: set, started and closed by the wiring
+    # that runs the dispatcher (tidings.wiring); an API-only process renders nothing.
+    render_pool: Renderer = field(default_factory=NoRenderer)
     # The background loops running in this process, by name (none in an API-only process).
     loops: dict[str, LoopHealth] = field(default_factory=dict)
     # Failed keys per client address and overall (in memory: each process counts its own).
@@ -61,7 +90,6 @@ class Runtime:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.render_pool = RenderPool(render_pool_config(s))
         self.throttle = Throttle(
             Limits(
                 burst=s.auth_fail_burst,
@@ -95,23 +123,6 @@ class Runtime:
         return OutboundPolicy(
             allow_private=sandbox if allow is None else allow, trusted=frozenset(trusted)
         )
-
-
-def render_pool_config(settings: Settings) -> PoolConfig:
-    return PoolConfig(
-        size=settings.render_workers or default_size(),
-        timeout_s=settings.render_timeout_s,
-        memory_mb=settings.render_memory_mb,
-        limits=SandboxLimits(
-            max_output=settings.render_max_output_chars,
-            max_loop_iterations=settings.render_max_loop_iterations,
-        ),
-        # Imported once by the fork server, so that each worker starts with it imported.
-        preload=("tidings.workers.compose",),
-        # A message waiting for a worker goes back to the queue before its lease runs out
-        # (another dispatcher would take it over and send it a second time).
-        max_wait_s=settings.lease_s / 2,
-    )
 
 
 def runtime(request: Request) -> Runtime:
