@@ -97,7 +97,7 @@ def test_a_standalone_worker_masks_a_stored_provider_key(tmp_path: Path) -> None
         )
         try:
             deadline = time.monotonic() + 60
-            while "polling Mailgun's events failed" not in log.read_text(errors="replace"):
+            while "polling the provider's events failed" not in log.read_text(errors="replace"):
                 assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
         finally:

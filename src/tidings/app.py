@@ -23,6 +23,7 @@ from tidings.api import metrics as metrics_api
 from tidings.api import profiles as profiles_api
 from tidings.api import provider_tools as provider_tools_api
 from tidings.api import providers as providers_api
+from tidings.api import routing_strategies as routing_strategies_api
 from tidings.api import send as send_api
 from tidings.api import status_endpoints as status_endpoints_api
 from tidings.api import stream as stream_api
@@ -194,6 +195,7 @@ def create_app(
     app.include_router(unmatched_api.router, dependencies=protected)
     app.include_router(metrics_api.router, dependencies=protected)
     app.include_router(status_endpoints_api.router, dependencies=protected)
+    app.include_router(routing_strategies_api.router, dependencies=protected)
     # Probes answer without a key, like /health.
     app.include_router(health_api.router)
     # Mailgun authenticates by signature, not by our API key.

@@ -8,6 +8,7 @@ Events API requests each tick makes is exact, not a matter of timing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -412,7 +413,8 @@ def test_configurations_sharing_a_domain_are_one_group() -> None:
             _stored("d", "off", domain="other.test"),
             _stored("e", "off", domain="quiet.test"),
             _stored("f", "on", host="https://api.eu.mailgun.net"),
-        ]
+        ],
+        Providers(),
     )
     by_key = {(g.base_url, g.domain): g for g in groups}
     assert len(groups) == 4
@@ -475,7 +477,9 @@ async def test_a_polled_event_survives_a_writer_holding_a_stale_row(world: World
         domain=DOMAIN,
     )
     async with world.db.write() as conn:
-        await record_event(conn, delivered, source="poll", provider_id=provider.id)
+        await record_event(
+            conn, delivered, source="poll", provider_id=provider.id, provider_key="mailgun"
+        )
     async with world.db.write() as conn:
         await set_facts(conn, stale, with_sent(facts_codec.load(stale.facts), utcnow()))
     assert (await world.message("msg_race")).status == "DELIVERED"
@@ -502,3 +506,14 @@ async def test_two_workers_do_not_both_poll_a_domain(world: World, client: Provi
     await world.wait_events(6)
     await tick_until(second, lambda: world.event_requests() > after_first)
     assert (await world.message("msg_two_late")).status == "DELIVERED"
+
+
+def test_a_provider_without_an_event_log_is_never_polled() -> None:
+    smtp = dataclasses.replace(
+        _stored("s", "on"),
+        provider="smtp",
+        settings={"host": "smtp.example.test", "from_address": "a@example.test"},
+    )
+    groups = group_providers([smtp, _stored("m", "on")], Providers())
+    assert [g.provider_ids for g in groups] == [("m",)]
+    assert groups[0].provider == "mailgun"

@@ -33,8 +33,9 @@ class Recorded:
     status: str | None = None
 
 
-def event_key(event: DeliveryEvent) -> str:
-    return f"mailgun:{event.event_id}"
+def event_key(event: DeliveryEvent, provider_key: str) -> str:
+    """An event's identity across providers: the provider's key, then its own id."""
+    return f"{provider_key}:{event.event_id}"
 
 
 def suppression_for(event: DeliveryEvent) -> tuple[str, int | None, str | None] | None:
@@ -69,11 +70,13 @@ async def find_message(conn: Conn, event: DeliveryEvent) -> sa.Row[Any] | None:
     return None
 
 
-def _history_data(event: DeliveryEvent, source: str, provider_id: str | None) -> dict[str, Any]:
+def _history_data(
+    event: DeliveryEvent, source: str, provider_id: str | None, provider_key: str
+) -> dict[str, Any]:
     data: dict[str, Any] = {
         "source": source,
         "event": event.kind.value,
-        "integration": {"id": provider_id, "provider": "mailgun"},
+        "integration": {"id": provider_id, "provider": provider_key},
         "reference": event.provider_message_id,
         "provider_ts": event.timestamp.isoformat(),
         "raw": event.raw,
@@ -87,7 +90,7 @@ def _history_data(event: DeliveryEvent, source: str, provider_id: str | None) ->
     if event.message:
         data["error_message" if event.kind is EventKind.FAILED else "detail"] = event.message
     if event.kind is EventKind.FAILED and event.severity != "permanent":
-        data["note"] = "temporary failure: Mailgun will retry"
+        data["note"] = "temporary failure: the provider will retry"
     if event.url:
         data["url"] = event.url
     if event.hint:
@@ -96,11 +99,16 @@ def _history_data(event: DeliveryEvent, source: str, provider_id: str | None) ->
 
 
 async def record_event(
-    conn: Conn, event: DeliveryEvent, *, source: str, provider_id: str | None
+    conn: Conn,
+    event: DeliveryEvent,
+    *,
+    source: str,
+    provider_id: str | None,
+    provider_key: str,
 ) -> Recorded:
     """Apply one event inside the caller's transaction."""
     row = await find_message(conn, event)
-    key = event_key(event)
+    key = event_key(event, provider_key)
     if row is None:
         insert = (
             postgresql.insert(unmatched_events)
@@ -125,7 +133,7 @@ async def record_event(
         conn,
         row.id,
         history_type_for(event).value,
-        _history_data(event, source, provider_id),
+        _history_data(event, source, provider_id, provider_key),
         ts=event.timestamp,
         event_key=key,
     )

@@ -209,10 +209,12 @@ def plan_message(s: Situation) -> Skip | End | Go:
     route = s.route
     changed = False
     if route is None:
+        # The strategy copied when the message was accepted; older messages: today's.
+        strategy = s.payload.get("strategy", s.strategy)
         planned = plan_route(
             s.payload.get("routing"),
             s.payload.get("channels"),
-            s.strategy,
+            strategy,
             known_providers={key: cls.channel for key, cls in s.providers.items()},
             default_provider=_workspace_default(s.configurations),
         )

@@ -56,15 +56,14 @@ from pydantic import ValidationError
 from yarl import URL
 
 from tidings.ids import new_id
-from tidings.providers.mailgun.client import EventsPage, MailgunClient
-from tidings.providers.mailgun.errors import (
-    MailgunAPIError,
-    MailgunConfigError,
-    MailgunConnectionError,
+from tidings.providers.base import (
+    EventFeed,
+    EventParseError,
+    EventsPage,
+    ProviderConfig,
+    ProviderError,
 )
-from tidings.providers.mailgun.events import EventParseError, parse_event_item
-from tidings.providers.mailgun.settings import MailgunConfig, MailgunSettings
-from tidings.providers.registry import Providers
+from tidings.providers.registry import Providers, UnknownProvider
 from tidings.runtime import Runtime
 from tidings.store import poll_cursors, providers
 from tidings.store.clock import utcnow
@@ -73,9 +72,7 @@ from tidings.workers.supervise import Episode, Supervised, bounded, wait_or_stop
 
 log = structlog.get_logger("tidings.poller")
 
-PAGE_LIMIT = 300  # Mailgun's maximum
 # Every event kind that can change a message's status, history or suppression.
-EVENT_FILTER = "delivered OR failed OR opened OR clicked OR complained OR unsubscribed OR rejected"
 MAX_BACKOFF_S = 300.0
 SHUTDOWN_DB_S = 5.0
 
@@ -93,7 +90,9 @@ class Group:
     base_url: str
     domain: str
     mode: str  # on | off | auto
-    config: MailgunConfig  # the one polling uses: the first whose own mode is the group's
+    provider: str  # the provider's key
+    feed: EventFeed  # the provider's event log
+    config: ProviderConfig  # the one polling uses: the first whose own mode is the group's
     provider_id: str  # that configuration's id, named in the history of what it reads
     provider_ids: tuple[str, ...]
 
@@ -107,30 +106,44 @@ class Group:
         return f"{URL(self.base_url).origin()} {self.domain}"
 
 
-def group_providers(stored: Sequence[providers.StoredProvider]) -> list[Group]:
-    """Group Mailgun configurations by (base URL, domain) and decide each group's mode."""
-    found: dict[tuple[str, str], list[tuple[str, MailgunSettings]]] = {}
+def group_providers(stored: Sequence[providers.StoredProvider], live: Providers) -> list[Group]:
+    """Group the configurations of every provider with an event log by (target, domain),
+    and decide each group's mode."""
+    found: dict[tuple[str, str, str], list[tuple[str, Any, EventFeed]]] = {}
     for provider in stored:
-        if provider.provider != "mailgun":
-            continue
         try:
-            settings = MailgunSettings.model_validate(provider.settings)
+            impl = live.get(provider.provider)
+        except UnknownProvider:
+            continue
+        if impl.events is None:
+            continue  # no event log (SMTP): its messages end at SENT
+        try:
+            settings = impl.parse_settings(provider.settings)
         except ValidationError:
             continue  # the Providers API refuses these; a hand-edited row is not polled
-        found.setdefault((settings.host, settings.domain), []).append((provider.id, settings))
+        config = settings.to_config()
+        if not config.domain:
+            continue
+        found.setdefault((provider.provider, config.target, config.domain), []).append(
+            (provider.id, settings, impl.events)
+        )
     groups: list[Group] = []
-    for (base_url, domain), members in found.items():
-        modes = {settings.polling for _, settings in members}
+    for (key, base_url, domain), members in found.items():
+        modes = {settings.polling_mode() for _, settings, _ in members}
         mode = "on" if "on" in modes else "auto" if "auto" in modes else "off"
-        chosen_id, chosen = next(((i, s) for i, s in members if s.polling == mode), members[0])
+        chosen_id, chosen, feed = next(
+            ((i, s, f) for i, s, f in members if s.polling_mode() == mode), members[0]
+        )
         groups.append(
             Group(
                 base_url=base_url,
                 domain=domain,
                 mode=mode,
+                provider=key,
+                feed=feed,
                 config=chosen.to_config(),
                 provider_id=chosen_id,
-                provider_ids=tuple(pid for pid, _ in members),
+                provider_ids=tuple(pid for pid, _, _ in members),
             )
         )
     return groups
@@ -166,7 +179,7 @@ class Poller:
 
     def __init__(self, rt: Runtime, providers: Providers) -> None:
         self.rt = rt
-        self.client: MailgunClient = providers.get("mailgun").client  # type: ignore[attr-defined]
+        self.providers = providers
         self.settings = rt.settings
         self._states: dict[str, _State] = {}
         self.owner = new_id("pol_")
@@ -203,7 +216,7 @@ class Poller:
         before the next tick: at most one interval, so new outstanding messages are seen
         within one interval (the check is a database query, not a request to Mailgun)."""
         async with self.rt.db.read() as conn:
-            groups = group_providers(await providers.list_all(conn))
+            groups = group_providers(await providers.list_all(conn), self.providers)
         if self._supervised is not None:
             # The database answers: say so now, not after a long first cycle of events.
             self._supervised.ok()
@@ -273,10 +286,10 @@ class Poller:
             return
         try:
             report = await self.cycle(group, state, pending.earliest_sent, cursor)
-        except (MailgunAPIError, MailgunConnectionError, MailgunConfigError) as exc:
+        except ProviderError as exc:
             if state.episode is None:
                 state.episode = Episode(
-                    "polling Mailgun's events",
+                    "polling the provider's events",
                     "retrying with backoff (doubling from the polling interval, at most "
                     f"{MAX_BACKOFF_S:g} s)",
                     where=group.where,
@@ -336,13 +349,12 @@ class Poller:
             >= trust_every(settings.poll_interval_s, settings.poll_trust_s)
         )
         if trust_edge > settled and trust_due:
-            page = await self.client.events_page(
+            page = await group.feed.first_page(
                 group.config,
                 begin=(settled - overlap).timestamp(),
                 end=trust_edge.timestamp(),
                 ascending=True,
-                limit=PAGE_LIMIT,
-                filters={"event": EVENT_FILTER},
+                limit=group.feed.page_limit,
             )
             report.requests += 1
             # The recipe: follow `next` until an empty page (the window is closed, so it
@@ -351,7 +363,7 @@ class Poller:
                 await self._apply(group, page, report)
                 if page.next_url is None:
                     break
-                page = await self.client.events_next(group.config, page.next_url)
+                page = await group.feed.next_page(group.config, page.next_url)
                 report.requests += 1
             settled = trust_edge
             state.last_trust = time.monotonic()
@@ -363,23 +375,22 @@ class Poller:
 
         # The tail: from the newest page's `next`, else from just before settled_until.
         if state.tail_url is None:
-            page = await self.client.events_page(
+            page = await group.feed.first_page(
                 group.config,
                 begin=(settled - overlap).timestamp(),
                 ascending=True,
-                limit=PAGE_LIMIT,
-                filters={"event": EVENT_FILTER},
+                limit=group.feed.page_limit,
             )
         else:
-            page = await self.client.events_next(group.config, state.tail_url)
+            page = await group.feed.next_page(group.config, state.tail_url)
         report.requests += 1
         while True:
             await self._apply(group, page, report)
             if page.next_url is not None:
                 state.tail_url = page.next_url
-            if len(page.items) < PAGE_LIMIT or page.next_url is None:
+            if len(page.items) < group.feed.page_limit or page.next_url is None:
                 break
-            page = await self.client.events_next(group.config, page.next_url)
+            page = await group.feed.next_page(group.config, page.next_url)
             report.requests += 1
         return report
 
@@ -390,7 +401,7 @@ class Poller:
         async with self.rt.db.write() as conn:
             for item in page.items:
                 try:
-                    event = parse_event_item(item)
+                    event = group.feed.parse(item)
                 except EventParseError as exc:
                     log.warning(
                         "skipping an event Tidings cannot read", where=group.where, error=str(exc)
@@ -398,7 +409,11 @@ class Poller:
                     continue
                 self.rt.metrics.events.labels(event.kind.value, "poll").inc()
                 recorded = await record_event(
-                    conn, event, source="poll", provider_id=group.provider_id
+                    conn,
+                    event,
+                    source="poll",
+                    provider_id=group.provider_id,
+                    provider_key=group.provider,
                 )
                 report.events += 1
                 report.new += int(recorded.new)

@@ -51,6 +51,10 @@ class MailgunEventFeed(EventFeed):
     """Mailgun's Events API, paged by the ``next`` URLs it hands out."""
 
     page_limit: ClassVar[int] = 300  # Mailgun's maximum
+    # The events that can change a message's status (polling asks for no others).
+    DELIVERY_EVENTS: ClassVar[str] = (
+        "delivered OR failed OR opened OR clicked OR complained OR unsubscribed OR rejected"
+    )
 
     def __init__(self, client: MailgunClient) -> None:
         self.client = client
@@ -71,7 +75,7 @@ class MailgunEventFeed(EventFeed):
             end=end,
             ascending=ascending,
             limit=limit,
-            filters=dict(filters or {}),
+            filters=dict(filters) if filters is not None else {"event": self.DELIVERY_EVENTS},
         )
 
     async def next_page(self, config: ProviderConfig, url: str) -> EventsPage:
