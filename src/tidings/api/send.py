@@ -169,7 +169,7 @@ async def _check_override_config(msg: MessageIn, rt: Runtime) -> None:
     if not isinstance(config, dict) or not config:
         return
     async with rt.db.read() as conn:
-        stored = await providers_store.default(conn)
+        stored = await providers_store.default(conn, "mailgun")
     try:
         merge_override(
             MailgunSettings,

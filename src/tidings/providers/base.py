@@ -422,8 +422,9 @@ class Provider(ABC):
         the log has none. Raises :class:`ProviderRefused` when there is no log to ask."""
         raise ProviderRefused(f"{self.name} keeps no event log Tidings can search")
 
+    @classmethod
     def hint_for(
-        self, status: int | None, message: str | None, code: int | None = None
+        cls, status: int | None, message: str | None, code: int | None = None
     ) -> Hint | None:
         """The known problem an answer (HTTP ``status``) or an event's words and delivery
         ``code`` point to, when one is known."""

@@ -15,16 +15,18 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from tidings.providers.base import Provider, ProviderContext
+from tidings.providers.base import Hint, Provider, ProviderContext
 
 __all__ = [
     "BUILTIN",
     "ENTRY_POINT_GROUP",
     "Providers",
     "UnknownProvider",
+    "all_hints",
     "catalog",
     "channels",
     "classes",
+    "hint_for",
     "keys",
     "provider_class",
 ]
@@ -81,6 +83,25 @@ def keys() -> tuple[str, ...]:
 def classes() -> dict[str, type[Provider]]:
     """Provider key -> its class, built-ins first."""
     return dict(_classes())
+
+
+def all_hints() -> tuple[Hint, ...]:
+    """Every provider's known problems, for pages that show a stored hint."""
+    return tuple(hint for cls in _classes().values() for hint in cls.hints)
+
+
+def hint_for(
+    key: str | None, status: int | None, message: str | None, code: int | None = None
+) -> Hint | None:
+    """The provider ``key``'s hint for an answer or an event's words (any provider's when
+    the key is not known)."""
+    found = _classes()
+    candidates = [found[key]] if key in found else list(found.values())
+    for cls in candidates:
+        hint = cls.hint_for(status, message, code)
+        if hint is not None:
+            return hint
+    return None
 
 
 def channels() -> dict[str, str]:

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tidings.store.clock import utcnow
 from tidings.store.database import Conn
-from tidings.store.tables import attempts, history, message_tags, messages
+from tidings.store.tables import attempts, history, message_tags, messages, providers
 
 
 @dataclass(slots=True)
@@ -381,8 +381,10 @@ async def search(
     if flt.trace_id:
         query = query.where(messages.c.trace_id == flt.trace_id)
     if flt.provider:
+        # A configuration id, or a provider key (every configuration of that provider).
+        of_provider = sa.select(providers.c.id).where(providers.c.provider == flt.provider)
         query = query.where(
-            sa.or_(messages.c.provider_id == flt.provider, sa.literal(flt.provider) == "mailgun")
+            sa.or_(messages.c.provider_id == flt.provider, messages.c.provider_id.in_(of_provider))
         )
     if flt.event:
         query = query.where(messages.c.event == flt.event)

@@ -96,13 +96,15 @@ async def list_all(conn: Conn) -> list[StoredProvider]:
     return [_row(r) for r in rows]
 
 
-async def default(conn: Conn, provider: str = "mailgun") -> StoredProvider | None:
+async def default(conn: Conn, provider: str | None = None) -> StoredProvider | None:
+    """The default configuration of ``provider`` (the workspace's when None): the one
+    marked default, else the oldest."""
+    query = sa.select(providers)
+    if provider is not None:
+        query = query.where(providers.c.provider == provider)
     row = (
         await conn.execute(
-            sa.select(providers)
-            .where(providers.c.provider == provider)
-            .order_by(providers.c.is_default.desc(), providers.c.created)
-            .limit(1)
+            query.order_by(providers.c.is_default.desc(), providers.c.created).limit(1)
         )
     ).first()
     return _row(row) if row else None

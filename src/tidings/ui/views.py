@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tidings.providers.mailgun.hints import HINTS, hint_for
+from tidings.providers import registry
 from tidings.providers.settings import public_settings
 
 # The statuses Tidings moves messages through (Courier's names), for the filter.
@@ -113,7 +113,7 @@ def split_hint(text: str | None) -> HintView | None:
     unknown paragraph is split at ``Fix:``."""
     if not text:
         return None
-    for hint, _rule in HINTS:
+    for hint in registry.all_hints():
         if text.startswith(hint.title):
             return HintView(hint.title, hint.explanation, hint.fix)
     before, marker, fix = text.partition(" Fix: ")
@@ -250,16 +250,21 @@ def _attempt(data: Mapping[str, Any]) -> AttemptView | None:
 
 
 def event_hint(data: Mapping[str, Any]) -> HintView | None:
-    """The hint for a failure Mailgun reported in an event (a bounce, a deferral).
+    """The hint for a failure a provider reported in an event (a bounce, a deferral).
 
-    Send attempts store their hint when they are recorded; events carry only Mailgun's words
-    and code, so their hint is looked up here, from the same table."""
+    Send attempts store their hint when they are recorded; events carry only the provider's
+    words and code, so their hint is looked up here, from the provider's table."""
     words = data.get("error_message") or data.get("detail")
     code = data.get("code")
     if not isinstance(words, str) and not isinstance(code, int):
         return None
-    found = hint_for(
-        None, words if isinstance(words, str) else None, code if isinstance(code, int) else None
+    integration = data.get("integration")
+    key = integration.get("provider") if isinstance(integration, Mapping) else None
+    found = registry.hint_for(
+        key if isinstance(key, str) else None,
+        None,
+        words if isinstance(words, str) else None,
+        code if isinstance(code, int) else None,
     )
     return HintView(found.title, found.explanation, found.fix) if found else None
 

@@ -163,8 +163,9 @@ class MailgunProvider(Provider):
             self.client, _mailgun(config), tidings_id=tidings_id, recipient=recipient, begin=begin
         )
 
+    @classmethod
     def hint_for(
-        self, status: int | None, message: str | None, code: int | None = None
+        cls, status: int | None, message: str | None, code: int | None = None
     ) -> Hint | None:
         return hint_for(status, message, code)
 

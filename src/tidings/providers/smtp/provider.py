@@ -52,7 +52,8 @@ class SmtpProvider(Provider):
     async def send(self, request: Any, config: ProviderConfig) -> SendOutcome:
         return await send_request(cast(SmtpRequest, request), _smtp(config), self.context)
 
+    @classmethod
     def hint_for(
-        self, status: int | None, message: str | None, code: int | None = None
+        cls, status: int | None, message: str | None, code: int | None = None
     ) -> Hint | None:
         return hint_for(status, message, code)
