@@ -19,10 +19,19 @@ from tests.support.dns_server import LoopbackDns, serve_dns, txt
 from tests.support.servers import free_port, serve_asgi
 from tidings.app import build_app
 from tidings.config import Settings
-from tidings.doctor import DoctorOptions, WebhookActivity, describe_route, run_doctor
-from tidings.doctor.dns_checks import ExpectedRecords, dns_checks, parse_dns_server
 from tidings.providers.mailgun.client import MailgunClient
 from tidings.providers.mailgun.connect import connect
+from tidings.providers.mailgun.doctor import (
+    DoctorOptions,
+    WebhookActivity,
+    describe_route,
+    run_doctor,
+)
+from tidings.providers.mailgun.doctor.dns_checks import (
+    ExpectedRecords,
+    dns_checks,
+    parse_dns_server,
+)
 from tidings.providers.mailgun.settings import MailgunConfig
 from tidings.sandbox import Sandbox, SandboxSettings
 

@@ -169,7 +169,6 @@ def create_app(
         try:
             async with wired(rt, asyncio.Event(), run_workers=run_workers, prepare=prepare) as w:
                 app.state.providers = w.providers
-                app.state.mailgun = w.providers.get("mailgun").client  # type: ignore[attr-defined]
                 yield
         finally:
             if rt.sandbox_mode and "sandbox" in sandbox_holder:

@@ -1,14 +1,15 @@
-"""Tools for one provider configuration that talk to Mailgun: connect and doctor.
+"""Tools for one provider configuration that talk to the provider: connect and doctor.
 
-* ``POST /providers/{id}/connect`` registers this configuration's webhook URL at Mailgun for
-  every event kind Tidings reads (see :mod:`tidings.providers.mailgun.connect`) and answers
-  what it registered and what was already there.
-* ``GET /providers/{id}/doctor`` runs every check of :mod:`tidings.doctor` and answers them,
-  each with its fix.
+* ``POST /providers/{id}/connect`` registers this configuration's webhook URL at the
+  provider for every event kind Tidings reads (``Provider.connect``) and answers what it
+  registered and what was already there.
+* ``GET /providers/{id}/doctor`` runs the provider's doctor checks (``Provider.doctor``)
+  and answers them, each with its fix.
 
-Both call Mailgun with the server's shared client, so through the configuration's own route
-(direct or ``proxy_url``), exactly as sending does. A configuration Mailgun refuses (key,
-region, domain) answers 400 with the sentence that says which; Mailgun unreachable, 502.
+Both go through the process's live providers, so through the configuration's own route
+(direct or ``proxy_url``), exactly as sending does. A configuration the provider refuses
+(key, region, domain), or a provider without the capability, answers 400 with the sentence
+that says which; the provider unreachable, 502.
 """
 
 from __future__ import annotations
@@ -16,20 +17,22 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
 
 from tidings.api.providers import webhook_url
-from tidings.doctor import DoctorOptions, WebhookActivity, describe_route, run_doctor
 from tidings.errors import BadRequest, NotFound, TidingsError
-from tidings.providers.mailgun.client import MailgunClient
-from tidings.providers.mailgun.connect import connect
-from tidings.providers.mailgun.errors import (
-    MailgunAPIError,
-    MailgunConfigError,
-    MailgunConnectionError,
-    MailgunError,
+from tidings.providers.base import (
+    DoctorOptions,
+    Provider,
+    ProviderAPIError,
+    ProviderConfig,
+    ProviderError,
+    ProviderSettings,
+    ProviderUnreachable,
+    WebhookActivity,
 )
-from tidings.providers.mailgun.settings import MailgunConfig, MailgunSettings
 from tidings.providers.outbound import Outbound
+from tidings.providers.registry import Providers, UnknownProvider
 from tidings.runtime import Runtime, runtime
 from tidings.store import poll_cursors, providers
 from tidings.store.providers import StoredProvider
@@ -37,54 +40,53 @@ from tidings.store.providers import StoredProvider
 router = APIRouter(prefix="/providers", tags=["providers"])
 
 
-class MailgunUnreachable(TidingsError):
-    """Mailgun could not be reached (or answered with a server error): not the caller's
-    fault, and worth trying again."""
+class ProviderUnreachableError(TidingsError):
+    """The provider could not be reached (or answered with a server error): not the
+    caller's fault, and worth trying again."""
 
     status_code = 502
     error_type = "api_error"
 
 
-def _client(request: Request) -> MailgunClient:
-    client: MailgunClient = request.app.state.mailgun
-    return client
-
-
-async def _load(rt: Runtime, provider_id: str) -> tuple[StoredProvider, MailgunSettings]:
+async def _load(
+    rt: Runtime, request: Request, provider_id: str
+) -> tuple[StoredProvider, Provider, ProviderSettings]:
     async with rt.db.read() as conn:
         stored = await providers.get(conn, provider_id)
     if stored is None:
         raise NotFound(f"no provider configuration {provider_id!r}")
-    return stored, MailgunSettings.model_validate(stored.settings)
+    live: Providers = request.app.state.providers
+    try:
+        impl = live.get(stored.provider)
+        return stored, impl, impl.parse_settings(stored.settings)
+    except (UnknownProvider, ValidationError) as exc:
+        raise BadRequest(f"bad provider configuration: {exc}") from None
 
 
-def _as_api_error(exc: MailgunError) -> TidingsError:
-    if isinstance(exc, MailgunConnectionError):
-        return MailgunUnreachable(str(exc))
-    if isinstance(exc, MailgunAPIError) and exc.status_code >= 500:
-        return MailgunUnreachable(str(exc))
-    if isinstance(exc, MailgunConfigError | MailgunAPIError):
-        return BadRequest(str(exc))
-    return BadRequest(str(exc))  # ConnectError: the key, region or domain is wrong
+def _as_api_error(exc: ProviderError) -> TidingsError:
+    if isinstance(exc, ProviderUnreachable):
+        return ProviderUnreachableError(str(exc))
+    if isinstance(exc, ProviderAPIError) and exc.status_code >= 500:
+        return ProviderUnreachableError(str(exc))
+    return BadRequest(str(exc))  # the key, region or domain is wrong; or no such capability
 
 
 @router.post("/{provider_id}/connect")
 async def connect_provider(
     provider_id: str, request: Request, rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
-    """Register this configuration's webhook URL at Mailgun (idempotent)."""
-    stored, settings = await _load(rt, provider_id)
-    config = settings.to_config()
+    """Register this configuration's webhook URL at the provider (idempotent)."""
+    stored, impl, settings = await _load(rt, request, provider_id)
     try:
-        report = await connect(_client(request), config, webhook_url(rt, stored))
-    except MailgunError as exc:
+        result = await impl.connect(settings.to_config(), webhook_url(rt, stored))
+    except ProviderError as exc:
         raise _as_api_error(exc) from exc
-    return {"provider_id": stored.id, "route": describe_route(config), **report.as_dict()}
+    return {"provider_id": stored.id, **result.answer}
 
 
-async def _activity(rt: Runtime, config: MailgunConfig) -> WebhookActivity:
+async def _activity(rt: Runtime, config: ProviderConfig) -> WebhookActivity:
     async with rt.db.read() as conn:
-        cursor = await poll_cursors.get(conn, config.base_url, config.domain)
+        cursor = await poll_cursors.get(conn, config.target, config.domain or "")
     if cursor is None:
         return WebhookActivity()
     return WebhookActivity(
@@ -97,14 +99,15 @@ async def doctor_provider(
     provider_id: str, request: Request, rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
     """Every doctor check for this configuration; never fails for what it finds."""
-    stored, settings = await _load(rt, provider_id)
+    stored, impl, settings = await _load(rt, request, provider_id)
     config = settings.to_config()
     outbound = Outbound(rt.network_policy(), rt.settings.dns_server)
-    refusals = [await outbound.refusal(url) for url in (config.proxy_url, config.base_url) if url]
+    targets = [stored.settings.get("proxy_url"), config.target]
+    refusals = [await outbound.refusal(str(url)) for url in targets if url]
     options = DoctorOptions(
         provider_id=stored.id,
         webhook_url=webhook_url(rt, stored),
-        polling=settings.polling,
+        polling=settings.polling_mode(),
         activity=await _activity(rt, config),
         dns_server=rt.settings.dns_server,
         sandbox=stored.origin == "sandbox",
@@ -113,5 +116,7 @@ async def doctor_provider(
         quiet_s=rt.settings.poll_auto_quiet_s,
         refused="; ".join(r for r in refusals if r) or None,
     )
-    report = await run_doctor(_client(request), config, options)
-    return {"route": describe_route(config), "polling": settings.polling, **report.as_dict()}
+    answer = await impl.doctor(config, options)
+    if answer is None:
+        raise BadRequest(f"{impl.name} has no doctor checks")
+    return answer

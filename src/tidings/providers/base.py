@@ -40,6 +40,7 @@ __all__ = [
     "Attachment",
     "ConnectResult",
     "DeliveryEvent",
+    "DoctorOptions",
     "EventFeed",
     "EventKind",
     "EventParseError",
@@ -60,6 +61,7 @@ __all__ = [
     "RequestError",
     "RequestRecord",
     "SendOutcome",
+    "WebhookActivity",
     "WebhookRead",
     "WebhookReader",
 ]
@@ -348,6 +350,35 @@ class ConnectResult:
     answer: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookActivity:
+    """What the store knows about signed webhooks for this (host, domain)."""
+
+    last_webhook_at: datetime | None = None
+    webhooks_since: datetime | None = None  # start of the current unbroken run
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorOptions:
+    """What the doctor of one configuration is told about it by the server."""
+
+    provider_id: str
+    webhook_url: str
+    polling: str = "on"  # on | off | auto
+    activity: WebhookActivity = WebhookActivity()
+    dns_server: str | None = None
+    dns_timeout_s: float = 3.0
+    # The embedded sandbox's domain is not in public DNS: there is nothing to resolve.
+    sandbox: bool = False
+    poll_interval_s: float = 15.0
+    auto_after_s: float = 3600.0
+    quiet_s: float = 900.0
+    now: datetime | None = None
+    # Why the outbound network policy refuses this configuration's host or proxy, if it
+    # does: then nothing is called (and so nothing the target answers is shown).
+    refused: str | None = None
+
+
 # -- the provider ------------------------------------------------------------------------
 
 
@@ -436,7 +467,7 @@ class Provider(ABC):
         """Register ``url`` as this configuration's webhook URL at the provider."""
         raise ProviderRefused(f"{self.name} has no webhooks to register")
 
-    async def doctor(self, config: ProviderConfig, options: Any) -> dict[str, Any] | None:
+    async def doctor(self, config: ProviderConfig, options: DoctorOptions) -> dict[str, Any] | None:
         """Every doctor check of this configuration (``GET /providers/{id}/doctor``), or
         None when the provider has none. Never raises for what it finds."""
         return None

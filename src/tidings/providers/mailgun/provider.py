@@ -14,6 +14,7 @@ from typing import Any, ClassVar, cast
 from tidings.providers.base import ConnectResult as _ConnectResult
 from tidings.providers.base import (
     DeliveryEvent,
+    DoctorOptions,
     EventFeed,
     EventsPage,
     Found,
@@ -31,6 +32,7 @@ from tidings.providers.base import (
 )
 from tidings.providers.mailgun.client import MailgunClient, Timeouts
 from tidings.providers.mailgun.connect import connect
+from tidings.providers.mailgun.doctor import describe_route, run_doctor
 from tidings.providers.mailgun.events import parse_event_item
 from tidings.providers.mailgun.hints import HINTS, hint_for
 from tidings.providers.mailgun.lookup import find_sent
@@ -170,5 +172,14 @@ class MailgunProvider(Provider):
         return hint_for(status, message, code)
 
     async def connect(self, config: ProviderConfig, url: str) -> _ConnectResult:
-        report = await connect(self.client, _mailgun(config), url)
-        return _ConnectResult(complete=report.complete, answer=report.as_dict())
+        mailgun = _mailgun(config)
+        report = await connect(self.client, mailgun, url)
+        return _ConnectResult(
+            complete=report.complete,
+            answer={"route": describe_route(mailgun), **report.as_dict()},
+        )
+
+    async def doctor(self, config: ProviderConfig, options: DoctorOptions) -> dict[str, Any]:
+        mailgun = _mailgun(config)
+        report = await run_doctor(self.client, mailgun, options)
+        return {"route": describe_route(mailgun), "polling": options.polling, **report.as_dict()}

@@ -9,51 +9,24 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from yarl import URL
 
-from tidings.doctor.checks import Check, DoctorReport, Status
-from tidings.doctor.dns_checks import ExpectedRecords, dns_checks
+from tidings.providers.base import DoctorOptions, WebhookActivity
 from tidings.providers.mailgun.client import DomainInfo, MailgunClient
 from tidings.providers.mailgun.connect import WEBHOOK_KINDS, check_domain
+from tidings.providers.mailgun.doctor.checks import Check, DoctorReport, Status
+from tidings.providers.mailgun.doctor.dns_checks import ExpectedRecords, dns_checks
 from tidings.providers.mailgun.errors import MailgunError
 from tidings.providers.mailgun.settings import MailgunConfig
-from tidings.providers.settings import PollingMode, mask
+from tidings.providers.settings import mask
 
 __all__ = ["DoctorOptions", "WebhookActivity", "describe_route", "run_doctor"]
 
 # Without these two, Tidings never learns by webhook that a message arrived or bounced.
 REQUIRED_KINDS = ("delivered", "permanent_fail")
 _SOCKS = ("socks4", "socks4a", "socks5", "socks5h")
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookActivity:
-    """What the store knows about signed webhooks for this (host, domain)."""
-
-    last_webhook_at: datetime | None = None
-    webhooks_since: datetime | None = None  # start of the current unbroken run
-
-
-@dataclass(frozen=True, slots=True)
-class DoctorOptions:
-    provider_id: str
-    webhook_url: str
-    polling: PollingMode = "on"
-    activity: WebhookActivity = WebhookActivity()
-    dns_server: str | None = None
-    dns_timeout_s: float = 3.0
-    # The embedded sandbox's domain is not in public DNS: there is nothing to resolve.
-    sandbox: bool = False
-    poll_interval_s: float = 15.0
-    auto_after_s: float = 3600.0
-    quiet_s: float = 900.0
-    now: datetime | None = None
-    # Why the outbound network policy refuses this configuration's host or proxy, if it
-    # does: then nothing is called (and so nothing the target answers is shown).
-    refused: str | None = None
 
 
 def describe_route(config: MailgunConfig) -> str:
@@ -210,7 +183,7 @@ def _webhooks_check(
     )
 
 
-def _signing_key_check(config: MailgunConfig, polling: PollingMode) -> Check:
+def _signing_key_check(config: MailgunConfig, polling: str) -> Check:
     if config.webhook_signing_key:
         return Check(
             "signing_key",

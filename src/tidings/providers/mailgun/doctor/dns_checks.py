@@ -27,7 +27,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
-from tidings.doctor.checks import Check
+from tidings.providers.mailgun.doctor.checks import Check
 from tidings.providers.outbound import parse_dns_server
 
 __all__ = [
