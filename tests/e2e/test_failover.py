@@ -117,6 +117,7 @@ def test_a_disabled_mailgun_account_fails_over_to_smtp(
     message_id = _send(server, "ada@example.test")
     details = server.wait_status(message_id, "SENT", "UNDELIVERABLE")
     assert details["status"] == "SENT", details
+    assert details["providers"][0]["provider"] == "smtp"
     received = inbox.wait_for(1)
     assert len(received) == 1
     envelope, mime = received[0]

@@ -45,7 +45,7 @@ def test_send_to_email_reaches_sandbox(
     assert full.providers and full.providers[0]["reference"]
     assert full.providers[0]["reference"].strip("<>") == copy["id"].strip("<>")
     types = [h["type"] for h in tidings_with_mailgun.history(message_id)]
-    assert types[:3] == ["ENQUEUED", "RENDERED", "SENT"]
+    assert types[:4] == ["ENQUEUED", "ROUTED", "RENDERED", "SENT"]
     listed = client.messages.list(trace_id="trace-1")
     assert [m.id for m in listed.results] == [message_id]
 

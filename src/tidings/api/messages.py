@@ -16,6 +16,7 @@ from tidings.ids import new_id
 from tidings.runtime import Runtime, runtime
 from tidings.store import facts as facts_codec
 from tidings.store import messages as store
+from tidings.store import providers as providers_store
 from tidings.store.clock import to_ms, utcnow
 from tidings.store.details import message_details
 from tidings.store.status_feed import publish_new, set_facts
@@ -26,14 +27,16 @@ router = APIRouter(prefix="/messages", tags=["messages"])
 details = message_details
 
 
-def provider_entries(row: sa.Row[Any]) -> list[dict[str, Any]]:
+def provider_entries(row: sa.Row[Any], provider_key: str | None) -> list[dict[str, Any]]:
+    """Courier's ``providers`` of a message: the configuration it went through, whose
+    provider is ``provider_key``."""
     if row.provider_id is None and row.provider_message_id is None:
         return []
     return [
         {
             "channel": {"key": "email", "name": "Email", "template": None},
-            "provider": "mailgun",
-            "integration": {"id": row.provider_id, "provider": "mailgun"},
+            "provider": provider_key,
+            "integration": {"id": row.provider_id, "provider": provider_key},
             "reference": row.provider_message_id,
             "domain": row.provider_domain,
             "status": row.status,
@@ -109,7 +112,12 @@ async def list_messages(
 @router.get("/{message_id}")
 async def get_message(message_id: str, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     row = await _row(rt, message_id)
-    return {**details(row), "providers": provider_entries(row)}
+    key = None
+    if row.provider_id is not None:
+        async with rt.db.read() as conn:
+            configuration = await providers_store.get(conn, row.provider_id)
+        key = configuration.provider if configuration is not None else None
+    return {**details(row), "providers": provider_entries(row, key)}
 
 
 def history_item(entry: sa.Row[Any]) -> dict[str, Any]:
