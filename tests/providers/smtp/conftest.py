@@ -3,6 +3,7 @@ or implicit TLS with trustme certificates, optional AUTH, and handlers that refu
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -47,8 +48,9 @@ class Recorder:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.drop_after_data:
-            assert server.transport is not None
-            server.transport.abort()
+            transport = server.transport
+            assert isinstance(transport, asyncio.Transport)
+            transport.abort()  # the message was read; the final reply never goes out
             return "250 OK"
         if self.data_answer:
             return self.data_answer
