@@ -332,6 +332,7 @@ class HistoryType(enum.StrEnum):
     MAPPED = "MAPPED"
     PROFILE_LOADED = "PROFILE_LOADED"
     RENDERED = "RENDERED"
+    ROUTED = "ROUTED"
     SENT = "SENT"
     DELIVERED = "DELIVERED"
     OPENED = "OPENED"
@@ -345,6 +346,8 @@ class HistoryType(enum.StrEnum):
     TEMPORARY_FAILURE = "TEMPORARY_FAILURE"
     COMPLAINED = "COMPLAINED"
     UNSUBSCRIBED = "UNSUBSCRIBED"
+    # Tidings': a message leaving one provider of its route for the next.
+    FAILOVER = "FAILOVER"
 
 
 _HISTORY_TYPE_OF_KIND = {

@@ -534,7 +534,7 @@ class Dispatcher:
                 await store.add_history(
                     conn,
                     row.id,
-                    "FAILOVER",
+                    HistoryType.FAILOVER.value,
                     {
                         **attempt_data,
                         "left": _integration(configuration),

@@ -27,7 +27,7 @@ from typing import Any
 
 from tidings.domain.errors import ValidationError
 from tidings.domain.routing import Route, Unroutable, plan_route
-from tidings.domain.status import Reason
+from tidings.domain.status import HistoryType, Reason
 from tidings.providers.base import OutcomeKind, Provider, ProviderConfig, SendOutcome
 from tidings.workers import compose
 
@@ -197,7 +197,7 @@ def plan_message(s: Situation) -> Skip | End | Go:
     if not s.rendered and s.user_id:
         history.append(
             (
-                "PROFILE_LOADED",
+                HistoryType.PROFILE_LOADED.value,
                 {
                     "user_id": s.user_id,
                     "found": s.stored_profile is not None,
@@ -237,7 +237,7 @@ def plan_message(s: Situation) -> Skip | End | Go:
         route, changed = _routed(planned, s.now), True
         history.append(
             (
-                "ROUTED",
+                HistoryType.ROUTED.value,
                 {
                     "channel": "email",
                     "providers": list(route.providers),
@@ -264,7 +264,7 @@ def plan_message(s: Situation) -> Skip | End | Go:
             route, changed = RouteState(route.providers, step, s.now, route.skipped), True
             history.append(
                 (
-                    "FAILOVER",
+                    HistoryType.FAILOVER.value,
                     {
                         "left": {"provider": missing},
                         "why": f"no {missing} configuration: add one with POST /providers",
