@@ -46,7 +46,7 @@ class NoRenderer:
 
 def webhook_url(public_url: str, stored: StoredProvider) -> str:
     """Where the provider of ``stored`` posts its signed webhooks to this server."""
-    return f"{public_url.rstrip('/')}/webhooks/mailgun/{stored.webhook_token}"
+    return f"{public_url.rstrip('/')}/webhooks/{stored.provider}/{stored.webhook_token}"
 
 
 @dataclass
