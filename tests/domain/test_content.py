@@ -11,8 +11,12 @@ from tidings.domain.content import (
     Content,
     ContentError,
     DividerBlock,
+    ColumnBlock,
+    ColumnsBlock,
+    GroupBlock,
     HtmlBlock,
     ImageBlock,
+    MetaBlock,
     QuoteBlock,
     RawEmail,
     TextBlock,
@@ -62,9 +66,9 @@ def test_every_element() -> None:
             {"type": "html", "content": "<b>mine</b>"},
         )
     )
-    assert content.title == "Subject {{x}}"
-    assert content.title_path == "message.content.elements[0].title"
+    assert content.title is None
     assert content.blocks == (
+        MetaBlock(title="Subject {{x}}"),
         TextBlock(content="# Hi", markdown=True, text_style="h1"),
         ActionBlock(
             content="Go",
@@ -78,9 +82,7 @@ def test_every_element() -> None:
         QuoteBlock(content="wise", border_color="rgb(1, 2, 3)"),
         HtmlBlock(content="<b>mine</b>"),
     )
-    assert [b.path for b in content.blocks] == [
-        f"message.content.elements[{i}]" for i in range(1, 7)
-    ]
+    assert [b.path for b in content.blocks] == [f"message.content.elements[{i}]" for i in range(7)]
 
 
 def test_channels_filter_elements() -> None:
@@ -97,7 +99,7 @@ def test_channels_filter_elements() -> None:
         "everywhere",
         "email",
     ]
-    assert content.title == "email title"
+    assert [b.title for b in content.blocks if isinstance(b, MetaBlock)] == ["email title"]
 
 
 def test_element_for_another_channel_is_not_validated() -> None:
@@ -124,8 +126,7 @@ def test_channel_element_with_elements() -> None:
             },
         )
     )
-    assert content.title == "T"
-    assert content.blocks == (TextBlock(content="for email"),)
+    assert content.blocks == (MetaBlock(title="T"), TextBlock(content="for email"))
 
 
 def test_channel_element_with_raw() -> None:
@@ -178,20 +179,52 @@ def test_channel_element_with_raw() -> None:
         ),
         (
             elemental({"type": "text", "content": "a", "bold": "yes"}),
-            "message.content.elements[0].bold must be true or false",
+            'message.content.elements[0].bold must be true or false (or "true"/"false")',
         ),
         (
             elemental({"type": "text", "content": "a", "channels": "email"}),
             "message.content.elements[0].channels must be a list of channel names",
         ),
         (
-            elemental({"type": "columns"}),
-            "message.content.elements[0].type 'columns' is not supported; use meta, text,"
-            " action, image, divider, quote, html or channel",
+            elemental({"type": "carousel"}),
+            "message.content.elements[0].type 'carousel' is not an element type; use action,"
+            " channel, column, columns, divider, group, html, image, meta, quote, text",
         ),
         (
-            elemental({"type": "text", "content": "a", "loop": "data.items"}),
-            "message.content.elements[0].loop is not supported yet",
+            elemental({"type": "group", "elements": [{"type": "jsonnet"}]}),
+            "message.content.elements[0].elements[0].type 'jsonnet' is not an element type;"
+            " use action, channel, column, columns, divider, group, html, image, meta, quote,"
+            " text",
+        ),
+        (
+            elemental({"type": "text", "content": "a", "colour": "red"}),
+            "message.content.elements[0].colour is not a field of a text element",
+        ),
+        (
+            elemental({"type": "text", "content": "a", "loop": "items; drop"}),
+            'message.content.elements[0].loop must be a path to an array, such as "data.products"',
+        ),
+        (
+            elemental({"type": "columns"}),
+            "message.content.elements[0].elements must be a non-empty list of column elements",
+        ),
+        (
+            elemental({"type": "columns", "elements": [{"type": "text", "content": "x"}]}),
+            'message.content.elements[0].elements[0].type must be "column"',
+        ),
+        (
+            elemental({"type": "text", "content": "a", "locales": {"fr": {"color": "red"}}}),
+            "message.content.elements[0].locales.fr.color is not a field a text element localizes",
+        ),
+        (
+            elemental({"type": "action", "content": "a", "href": "x", "disable_tracking": True}),
+            "message.content.elements[0].disable_tracking is not supported: Mailgun tracks clicks"
+            " per message, not per link (set message.channels.email.override.tracking.click to"
+            " false)",
+        ),
+        (
+            {"title": "t", "body": "b", "extra": 1},
+            "message.content.extra is not a field of the {title, body} shorthand",
         ),
         (
             elemental({"type": "channel", "channel": "push", "raw": {}}),
@@ -220,7 +253,7 @@ def test_channel_element_with_raw() -> None:
                     "elements": [{"type": "channel", "channel": "email", "raw": {"text": "t"}}],
                 }
             ),
-            "message.content.elements[0].elements[0] channel elements cannot be nested",
+            "message.content.elements[0].elements[0] channel elements are only allowed at the top level",
         ),
         (
             elemental(
@@ -243,3 +276,53 @@ def test_error_carries_path_and_message() -> None:
         parse_content(elemental({"type": "action", "content": "x"}))
     assert caught.value.path == "message.content.elements[0].href"
     assert caught.value.message == "is required"
+
+
+def test_group_columns_loop_and_ref_are_kept_for_the_renderer() -> None:
+    content = parse_content(
+        elemental(
+            {
+                "type": "group",
+                "loop": "data.products",
+                "if": "$.item.price > 0",
+                "elements": [{"type": "text", "content": "{{$.item.name}}", "ref": "name"}],
+            },
+            {
+                "type": "columns",
+                "elements": [
+                    {"type": "column", "width": "30%", "elements": [{"type": "divider"}]},
+                    {"type": "column", "elements": [{"type": "html", "content": "<i>x</i>"}]},
+                ],
+            },
+        )
+    )
+    group, columns = content.blocks
+    assert isinstance(group, GroupBlock) and group.loop == "data.products"
+    assert group.condition == "$.item.price > 0"
+    assert group.elements == (TextBlock(content="{{$.item.name}}", ref="name"),)
+    assert columns == ColumnsBlock(
+        columns=(
+            ColumnBlock(width="30%", elements=(DividerBlock(),)),
+            ColumnBlock(elements=(HtmlBlock(content="<i>x</i>"),)),
+        )
+    )
+
+
+def test_locales_are_laid_over_the_element() -> None:
+    value = elemental(
+        {"type": "meta", "title": "Hello", "locales": {"fr": {"title": "Bonjour"}}},
+        {"type": "text", "content": "Thanks", "locales": {"fr": {"content": "Merci"}}},
+    )
+    assert parse_content(value).blocks == (
+        MetaBlock(title="Hello"),
+        TextBlock(content="Thanks"),
+    )
+    french = parse_content(value, locale="fr-CA")
+    assert french.blocks == (MetaBlock(title="Bonjour"), TextBlock(content="Merci"))
+    assert french.locale == "fr"
+    assert parse_content(value, locale="de").locale is None
+
+
+def test_courier_string_flags_are_read() -> None:
+    content = parse_content(elemental({"type": "text", "content": "x", "bold": "true"}))
+    assert content.blocks == (TextBlock(content="x", bold=True),)

@@ -310,9 +310,14 @@ def test_a_template_that_renders_too_long_fails_that_message_only(
             "to": {"email": "slow@example.test"},
             "content": {
                 "title": "t",
-                # Slow, but within the sandbox's loop and output caps.
-                "body": "{% for a in range(10000) %}{% set _ = ('x' * 100000).split('x') %}"
-                "{% endfor %}done",
+                # Slow (50k comparisons of two distinct 300 kB strings), but within the
+                # sandbox's loop and output caps.
+                "body": "{{#each xs}}{{#if (eq ../big ../twin)}}{{/if}}{{/each}}done",
+            },
+            "data": {
+                "xs": list(range(50_000)),
+                "big": "x" * 300_000,
+                "twin": "x" * 299_999 + "y",
             },
         }
     ).request_id

@@ -270,14 +270,14 @@ def test_raw_channel_is_sent_as_written() -> None:
         }
     )
     assert email.subject == "Raw Jane"
-    assert email.html == "<div><b>&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;</b></div>"
+    assert email.html == "<div><b>&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;</b></div>"
     assert email.text == "<script>alert('x')</script>\n"
 
 
 def test_if_conditions() -> None:
     email = render(
         {"type": "text", "content": "vip", "if": "data.vip"},
-        {"type": "text", "content": "not vip", "if": "not vip"},
+        {"type": "text", "content": "not vip", "if": "!data.vip"},
         {"type": "text", "content": "always"},
     )
     assert email.text == "vip\n\nalways\n"
@@ -286,7 +286,7 @@ def test_if_conditions() -> None:
 
 def test_errors_name_the_element() -> None:
     with pytest.raises(RenderError) as caught:
-        render({"type": "text", "content": "ok"}, {"type": "text", "content": "{{ ''.__class__ }}"})
+        render({"type": "text", "content": "ok"}, {"type": "text", "content": "{{#if x}}"})
     assert caught.value.path == "message.content.elements[1].content"
 
 
@@ -312,14 +312,14 @@ def test_apply_overrides_renders_through_the_sandbox() -> None:
     email = render({"type": "meta", "title": "orig"}, {"type": "text", "content": "orig body"})
     overridden = apply_overrides(email, CONTEXT, subject="New {{name}}", html="<p>{{evil}}</p>")
     assert overridden.subject == "New Jane"
-    assert overridden.html == "<p>&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;</p>"
+    assert overridden.html == "<p>&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;</p>"
     # The text part follows the new HTML when no text override is given.
     assert overridden.text == "<script>alert('x')</script>\n"
     only_text = apply_overrides(email, CONTEXT, text="Plain {{evil}}")
     assert only_text.text == "Plain <script>alert('x')</script>"
     assert only_text.html == email.html
     with pytest.raises(RenderError) as caught:
-        apply_overrides(email, CONTEXT, subject="{{ cycler.__init__ }}")
+        apply_overrides(email, CONTEXT, subject="{{ oops")
     assert caught.value.path == "message.channels.email.override.subject"
 
 
@@ -332,7 +332,7 @@ def test_rendered_email_round_trips_as_dict() -> None:
     ("elements", "path"),
     [
         ([{"type": "meta", "title": "{{ oops"}], "message.content.elements[0].title"),
-        ([{"type": "text", "content": "{% if %}"}], "message.content.elements[0].content"),
+        ([{"type": "text", "content": "{{#if x}}"}], "message.content.elements[0].content"),
         (
             [{"type": "action", "content": "x", "href": "{{ url }"}],
             "message.content.elements[0].href",
@@ -349,3 +349,110 @@ def test_check_content_finds_syntax_errors(elements: list[dict[str, Any]], path:
 
 def test_check_content_accepts_good_content() -> None:
     check_content(parse_content({"title": "Hi {{name}}", "body": "{% if x %}y{% endif %}"}))
+
+
+# --- Elemental control flow -------------------------------------------------------------
+
+
+PRODUCTS = RenderContext(
+    data={
+        "plan": "pro",
+        "products": [{"name": "Mouse", "price": 10}, {"name": "Keyboard", "price": 0}],
+    },
+    profile={"email": "jane@example.com"},
+)
+
+
+def test_loop_renders_once_per_item_with_item_and_index() -> None:
+    email = render(
+        {
+            "type": "text",
+            "content": "Item {{add $.index 1}}: {{$.item.name}}",
+            "loop": "data.products",
+        },
+        context=PRODUCTS,
+    )
+    assert [b["text"] for b in email.blocks] == ["Item 1: Mouse", "Item 2: Keyboard"]
+
+
+def test_if_is_evaluated_per_loop_item_and_refs_see_visibility() -> None:
+    email = render(
+        {
+            "type": "group",
+            "loop": "data.products",
+            "if": "$.item.price > 0",
+            "elements": [{"type": "text", "content": "{{$.item.name}} costs {{$.item.price}}"}],
+        },
+        {"type": "text", "content": "Pro!", "if": "data.plan === 'pro'", "ref": "pro"},
+        {"type": "text", "content": "Seen pro", "if": "refs.pro.visible"},
+        {"type": "text", "content": "Never", "if": "data.plan === 'free'", "ref": "free"},
+        {"type": "text", "content": "No free", "if": "!refs.free.visible"},
+        context=PRODUCTS,
+    )
+    assert [b["text"] for b in email.blocks] == ["Mouse costs 10", "Pro!", "Seen pro", "No free"]
+
+
+def test_loop_over_a_missing_path_renders_nothing_and_a_scalar_is_an_error() -> None:
+    assert (
+        render({"type": "text", "content": "x", "loop": "data.nope"}, context=PRODUCTS).blocks == []
+    )
+    with pytest.raises(RenderError) as caught:
+        render({"type": "text", "content": "x", "loop": "data.plan"}, context=PRODUCTS)
+    assert caught.value.path == "message.content.elements[0].loop"
+    assert "must name an array" in str(caught.value)
+
+
+def test_first_visible_meta_is_the_subject() -> None:
+    email = render(
+        {"type": "meta", "title": "Free {{data.plan}}", "if": "data.plan === 'free'"},
+        {"type": "meta", "title": "Hello {{profile.email}}"},
+        {"type": "meta", "title": "Ignored"},
+        {"type": "text", "content": "x"},
+        context=PRODUCTS,
+    )
+    assert email.subject == "Hello jane@example.com"
+
+
+def test_columns_sit_side_by_side_and_stack_on_small_screens() -> None:
+    email = render(
+        {
+            "type": "columns",
+            "elements": [
+                {"type": "column", "elements": [{"type": "text", "content": "Left"}]},
+                {"type": "column", "elements": [{"type": "text", "content": "Right"}]},
+            ],
+        }
+    )
+    assert [b["text"] for b in email.blocks] == ["Left", "Right"]
+    assert email.html.count('class="t-column"') == 2 and 'width="50%"' in email.html
+    assert ".t-column { display: block !important" in email.html
+    assert "Left" in email.text and "Right" in email.text
+
+
+def test_locale_picks_localized_fields() -> None:
+    value = {
+        "version": "2022-01-01",
+        "elements": [
+            {"type": "meta", "title": "Hello", "locales": {"fr": {"title": "Bonjour"}}},
+            {"type": "text", "content": "Thanks", "locales": {"fr": {"content": "Merci"}}},
+        ],
+    }
+    email = render_email(parse_content(value, locale="fr"), CONTEXT)
+    assert email.subject == "Bonjour" and email.text.strip() == "Merci"
+
+
+def test_action_styles_and_sizes() -> None:
+    email = render(
+        {
+            "type": "action",
+            "content": "Go",
+            "href": "https://x.example",
+            "style": "secondary",
+            "background_color": "#ff0000",
+            "border_radius": "12px",
+            "padding": "4px 8px",
+            "action_id": "go",
+        }
+    )
+    assert "t-button-secondary" in email.html and 'data-action-id="go"' in email.html
+    assert "border-radius: 12px" in email.html or "border-radius:12px" in email.html

@@ -24,14 +24,16 @@ import css_inline
 from jinja2 import Environment
 from markupsafe import Markup
 
-from tidings.domain.content import Content, HtmlBlock, RawEmail
+from tidings.domain.content import ColumnsBlock, Content, HtmlBlock, RawEmail, walk
 from tidings.domain.errors import key_path
-from tidings.render.blocks import render_block
+from tidings.render.blocks import render_blocks
+from tidings.render.conditions import check_condition
 from tidings.render.templating import (
     RenderContext,
-    check_condition,
     check_template,
+    new_budget,
     render_template,
+    reset_budget,
 )
 from tidings.render.text import html_to_text
 
@@ -80,22 +82,28 @@ def render_email(
 ) -> RenderedEmail:
     """Render ``content`` for one recipient. Raises ``RenderError`` naming the field."""
     variables = context.variables()
-    subject = ""
-    if content.title is not None:
-        subject = clean_subject(
-            render_template(content.title, variables, html=False, path=content.title_path)
-        )
-    if content.raw is not None:
-        return _render_raw(content.raw, subject, context)
+    token = new_budget()
+    try:
+        subject = ""
+        if content.title is not None:
+            subject = clean_subject(
+                render_template(content.title, variables, html=False, path=content.title_path)
+            )
+        if content.raw is not None:
+            return _render_raw(content.raw, subject, context)
 
-    fragments = [f for block in content.blocks if (f := render_block(block, variables))]
-    body = "".join(fragment.html for fragment in fragments)
+        rendered = render_blocks(content.blocks, variables)
+    finally:
+        reset_budget(token)
+    if rendered.subject is not None:
+        subject = clean_subject(rendered.subject)
+    body = rendered.html
     document = _layout.render(subject=subject, preheader=preheader, lang=lang, body=Markup(body))
     return RenderedEmail(
         subject=subject,
         html=_inliner.inline(document),
         text=html_to_text(body),
-        blocks=[fragment.as_block() for fragment in fragments],
+        blocks=[entry for fragment in rendered.fragments for entry in fragment.as_blocks()],
     )
 
 
@@ -153,11 +161,15 @@ def check_content(content: Content) -> None:
         ):
             if source is not None:
                 check_template(source, html=html, path=key_path(content.raw.path, name))
-    for block in content.blocks:
-        for name in ("content", "href", "src", "alt_text"):
+    for block in walk(content.blocks):
+        for name in ("content", "href", "src", "alt_text", "title"):
             source = getattr(block, name, None)
             if isinstance(source, str):
                 html = isinstance(block, HtmlBlock) and name == "content"
                 check_template(source, html=html, path=key_path(block.path, name))
-        if block.condition is not None:
-            check_condition(block.condition, path=key_path(block.path, "if"))
+        conditions = [(block.condition, block.path)]
+        if isinstance(block, ColumnsBlock):
+            conditions += [(column.condition, column.path) for column in block.columns]
+        for condition, path in conditions:
+            if condition is not None:
+                check_condition(condition, path=key_path(path, "if"))
