@@ -17,6 +17,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
 
 from tidings.api.errors import describe_validation, error_response
+from tidings.api.unhonoured import refuse_unhonoured
 from tidings.api.schemas import (
     EmailOverride,
     MailgunOverride,
@@ -314,8 +315,10 @@ async def send(
             stored = await idempotency.find(conn, idempotency_key)
         if stored is not None:
             return _replay(stored, request_hash)
+    raw_message = body.model_dump(mode="json", by_alias=True, exclude_unset=True)["message"]
+    refuse_unhonoured(raw_message)
     recipients = validate_message(msg)
-    _check_routing(body.model_dump(mode="json", by_alias=True, exclude_unset=True)["message"])
+    _check_routing(raw_message)
     await _check_override_config(msg, rt)
     strategy: dict[str, Any] | None = None
     if _wants_default_strategy(msg):

@@ -15,6 +15,7 @@ text part is made again from the new HTML so the two parts say the same thing.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -62,6 +63,10 @@ class RenderedEmail:
     html: str
     text: str
     blocks: list[dict[str, str]] = field(default_factory=list)
+    # The ``locales`` key that was applied (None: the default content).
+    locale: str | None = None
+    # A stored template's email headers, rendered: from, reply_to, cc, bcc.
+    headers: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready; ``RenderedEmail(**d)`` makes it again."""
@@ -104,6 +109,7 @@ def render_email(
         html=_inliner.inline(document),
         text=html_to_text(body),
         blocks=[entry for fragment in rendered.fragments for entry in fragment.as_blocks()],
+        locale=content.locale,
     )
 
 
@@ -116,7 +122,7 @@ def _render_raw(raw: RawEmail, subject: str, context: RenderContext) -> Rendered
         text = render_template(raw.text, variables, html=False, path=key_path(raw.path, "text"))
     else:
         text = html_to_text(html)
-    return RenderedEmail(subject=subject, html=html, text=text, blocks=[])
+    return RenderedEmail(subject=subject, html=html, text=text, blocks=[], locale=None)
 
 
 def apply_overrides(
@@ -141,9 +147,7 @@ def apply_overrides(
         new_text = render_template(text, variables, html=False, path=key_path(path, "text"))
     elif html is not None:
         new_text = html_to_text(new_html)
-    return RenderedEmail(
-        subject=new_subject, html=new_html, text=new_text, blocks=list(rendered.blocks)
-    )
+    return dataclasses.replace(rendered, subject=new_subject, html=new_html, text=new_text)
 
 
 def check_content(content: Content) -> None:

@@ -7,6 +7,7 @@ the stored provider settings; the dispatcher does the I/O around them.
 from __future__ import annotations
 
 import base64
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +15,9 @@ from tidings.domain.content import parse_content
 from tidings.domain.recipients import parse_recipient
 from tidings.providers.base import Attachment, OutgoingEmail, Provider, ProviderConfig
 from tidings.providers.settings import merge_override
-from tidings.render.email import RenderedEmail, apply_overrides, render_email
-from tidings.render.templating import RenderContext
+from tidings.render.email import RenderedEmail, apply_overrides, clean_subject, render_email
+from tidings.render.links import add_utm
+from tidings.render.templating import RenderContext, render_template
 
 
 class ComposeError(Exception):
@@ -38,8 +40,21 @@ def resolve_recipient(payload: dict[str, Any], stored_profile: dict[str, Any] | 
     return Resolved(email=email if isinstance(email, str) and email else None, profile=profile)
 
 
+def content_path(payload: dict[str, Any]) -> str:
+    """Where the message's content came from, for errors: the request or a template."""
+    template = payload.get("template")
+    if isinstance(template, dict):
+        return f"template {template.get('id')} {template.get('version')}: content"
+    return "message.content"
+
+
 def render(payload: dict[str, Any], resolved: Resolved) -> RenderedEmail:
-    content = parse_content(payload.get("content"), "message.content")
+    locale = resolved.profile.get("locale")
+    content = parse_content(
+        payload.get("content"),
+        content_path(payload),
+        locale=locale if isinstance(locale, str) else None,
+    )
     context = RenderContext(data=payload.get("data") or {}, profile=resolved.profile)
     rendered = render_email(content, context)
     override = payload.get("email_override") or {}
@@ -51,7 +66,34 @@ def render(payload: dict[str, Any], resolved: Resolved) -> RenderedEmail:
             html=override.get("html"),
             text=override.get("text"),
         )
-    return rendered
+    html, text = add_utm(rendered.html, rendered.text, payload.get("utm") or {})
+    headers = _template_headers(payload.get("template_email"), context)
+    return dataclasses.replace(rendered, html=html, text=text, headers=headers)
+
+
+def _template_headers(headers: Any, context: RenderContext) -> dict[str, Any]:
+    """A template's ``email`` headers with their variables filled (``{{data.cc}}``)."""
+    if not isinstance(headers, dict):
+        return {}
+    variables = context.variables()
+    out: dict[str, Any] = {}
+    for name in ("from", "reply_to"):
+        value = headers.get(name)
+        if isinstance(value, str) and value:
+            path = f"template.email.{name}"
+            out[name] = clean_subject(render_template(value, variables, html=False, path=path))
+    for name in ("cc", "bcc"):
+        values = headers.get(name)
+        if isinstance(values, list):
+            rendered = [
+                clean_subject(
+                    render_template(v, variables, html=False, path=f"template.email.{name}[{i}]")
+                )
+                for i, v in enumerate(values)
+                if isinstance(v, str)
+            ]
+            out[name] = [r for r in rendered if r]
+    return out
 
 
 def override_of(payload: dict[str, Any], key: str) -> dict[str, Any]:
@@ -122,7 +164,8 @@ def outgoing(
     email_override = payload.get("email_override") or {}
     provider_override = override_of(payload, provider_key)
     tracking = email_override.get("tracking") or {}
-    from_address = email_override.get("from") or config.from_address
+    headers = rendered.headers or {}
+    from_address = email_override.get("from") or headers.get("from") or config.from_address
     if not from_address and config.domain:
         from_address = f"Tidings <no-reply@{config.domain}>"
     if not from_address:
@@ -137,9 +180,9 @@ def outgoing(
         subject=rendered.subject,
         html=rendered.html or None,
         text=rendered.text or None,
-        cc=_list(email_override.get("cc")),
-        bcc=_list(email_override.get("bcc")),
-        reply_to=email_override.get("reply_to"),
+        cc=_list(email_override.get("cc") or headers.get("cc")),
+        bcc=_list(email_override.get("bcc") or headers.get("bcc")),
+        reply_to=email_override.get("reply_to") or headers.get("reply_to"),
         tags=tuple(tags),
         attachments=tuple(
             [
