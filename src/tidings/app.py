@@ -20,6 +20,7 @@ from tidings.api import guard
 from tidings.api import health as health_api
 from tidings.api import messages as messages_api
 from tidings.api import metrics as metrics_api
+from tidings.api import notifications as notifications_api
 from tidings.api import profiles as profiles_api
 from tidings.api import provider_tools as provider_tools_api
 from tidings.api import providers as providers_api
@@ -195,6 +196,7 @@ def create_app(
     app.include_router(metrics_api.router, dependencies=protected)
     app.include_router(status_endpoints_api.router, dependencies=protected)
     app.include_router(routing_strategies_api.router, dependencies=protected)
+    app.include_router(notifications_api.router, dependencies=protected)
     # Probes answer without a key, like /health.
     app.include_router(health_api.router)
     # Mailgun authenticates by signature, not by our API key.

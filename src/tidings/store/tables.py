@@ -151,7 +151,10 @@ messages = sa.Table(
     # half-way through its failover; and the index of the provider now being tried.
     sa.Column("route", sa.JSON, nullable=True),
     sa.Column("route_step", sa.Integer, nullable=False, server_default="0"),
+    # The stored template (notifications API) the message was sent by, for its metrics.
+    sa.Column("template_id", sa.String(64), nullable=True),
     sa.Index("ix_messages_due", "queued", "next_attempt_at"),
+    sa.Index("ix_messages_template", "template_id", "enqueued"),
 )
 
 routing_strategies = sa.Table(
@@ -338,4 +341,55 @@ status_events = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("ts", TS, nullable=False),
     sa.Column("details", sa.JSON, nullable=False),
+)
+
+templates = sa.Table(
+    "templates",
+    metadata,
+    # Courier's notification templates. ``draft`` is the mutable document (name, tags, brand,
+    # routing, subscription, content, email); publishing copies it into template_versions.
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("draft", sa.JSON, nullable=False),
+    sa.Column("created", TS, nullable=False, index=True),
+    sa.Column("creator", sa.String(64), nullable=False),
+    sa.Column("updated", TS, nullable=False),
+    sa.Column("updater", sa.String(64), nullable=False),
+    # The version sends use ("v002"), null until the first publish; and how many versions
+    # there are, so that the next name is computed under the row's lock.
+    sa.Column("published_version", sa.String(16), nullable=True),
+    sa.Column("version_count", sa.Integer, nullable=False, server_default="0"),
+    # Archived templates stay readable (their history) but are neither listed nor sent.
+    sa.Column("archived_at", TS, nullable=True),
+)
+
+template_versions = sa.Table(
+    "template_versions",
+    metadata,
+    # Published versions: written once, never updated.
+    sa.Column(
+        "template_id",
+        sa.String(64),
+        sa.ForeignKey("templates.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("version", sa.String(16), primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("created", TS, nullable=False),
+    sa.Column("creator", sa.String(64), nullable=False),
+)
+
+template_aliases = sa.Table(
+    "template_aliases",
+    metadata,
+    # ``/send``'s ``event`` → template. The primary key makes an alias belong to one template
+    # however many requests race for it; archiving a template frees its aliases.
+    sa.Column("alias", sa.String(200), primary_key=True),
+    sa.Column(
+        "template_id",
+        sa.String(64),
+        sa.ForeignKey("templates.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("created", TS, nullable=False),
 )
