@@ -135,10 +135,21 @@ class ChannelSpec(Lenient):
     routing_method: Literal["single", "all"] | None = None
 
 
+class Utm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = Field(default=None, max_length=500)
+    medium: str | None = Field(default=None, max_length=500)
+    campaign: str | None = Field(default=None, max_length=500)
+    term: str | None = Field(default=None, max_length=500)
+    content: str | None = Field(default=None, max_length=500)
+
+
 class Metadata(Lenient):
     event: str | None = Field(default=None, max_length=200)
     tags: list[str] | None = None
     trace_id: str | None = Field(default=None, max_length=200)
+    utm: Utm | None = None
 
     @field_validator("tags")
     @classmethod
@@ -195,6 +206,8 @@ class MessageIn(Lenient):
     timeout: Timeout | None = None
     routing: dict[str, Any] | None = None
     brand_id: str | None = None
+    # Courier's older name for sending by a template's alias; the same as ``template``.
+    event: str | None = None
 
 
 class SendRequest(BaseModel):

@@ -8,6 +8,7 @@ Nothing is stored for a request that fails validation.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,7 +37,7 @@ from tidings.domain.errors import ValidationError
 from tidings.domain.recipients import Recipient, parse_recipients
 from tidings.domain.routing import COURIER_CHANNELS
 from tidings.domain.status import HistoryType, with_enqueued
-from tidings.errors import BadRequest
+from tidings.errors import BadRequest, NotFound
 from tidings.ids import new_id
 from tidings.providers import registry
 from tidings.providers.mailgun.settings import MailgunSettings
@@ -44,7 +45,9 @@ from tidings.providers.settings import merge_override
 from tidings.render.email import check_content
 from tidings.runtime import Runtime, runtime
 from tidings.store import facts as facts_codec
+from tidings.store import brands as brands_store
 from tidings.store import idempotency, routing_strategies
+from tidings.store import templates as templates_store
 from tidings.store import messages as store
 from tidings.store import providers as providers_store
 from tidings.store.clock import utcnow
@@ -237,8 +240,24 @@ def _routing_fields(msg: MessageIn, strategy: dict[str, Any] | None) -> dict[str
     }
 
 
+def _utm(msg: MessageIn) -> dict[str, str]:
+    """``metadata.utm``, with ``channels.email.metadata.utm`` winning field by field."""
+    utm: dict[str, str] = {}
+    if msg.metadata and msg.metadata.utm:
+        utm.update(msg.metadata.utm.model_dump(exclude_none=True))
+    email = (msg.channels or {}).get("email")
+    channel_metadata = (email.model_extra or {}).get("metadata") if email else None
+    if isinstance(channel_metadata, dict) and isinstance(channel_metadata.get("utm"), dict):
+        utm.update({k: v for k, v in channel_metadata["utm"].items() if isinstance(v, str) and v})
+    return utm
+
+
 def _payload(
-    msg: MessageIn, recipient: Recipient, raw_to: dict[str, Any], routing: dict[str, Any]
+    msg: MessageIn,
+    recipient: Recipient,
+    raw_to: dict[str, Any],
+    routing: dict[str, Any],
+    stored: StoredParts,
 ) -> dict[str, Any]:
     data = dict(msg.data or {})
     data.update(recipient.data or {})
@@ -246,9 +265,23 @@ def _payload(
     channels = msg.channels or {}
     mailgun = providers.get("mailgun")
     email = channels.get("email")
+    template = stored.template
     return {
         "to": raw_to,
-        "content": msg.content,
+        "content": template.content if template is not None else msg.content,
+        "template": (
+            {
+                "id": template.id,
+                "version": template.version,
+                "alias": template.alias,
+                "name": template.name,
+            }
+            if template is not None
+            else None
+        ),
+        "template_email": template.email if template is not None else None,
+        "brand": stored.brand,
+        "utm": _utm(msg),
         "data": data,
         # Read by today's dispatcher; provider_overrides carries every provider's.
         "mailgun_override": (mailgun.override if mailgun else None) or {},
@@ -259,22 +292,75 @@ def _payload(
     }
 
 
-def validate_message(msg: MessageIn) -> list[Recipient]:
+def template_ref(msg: MessageIn) -> tuple[str, str] | None:
+    """``(path, id or alias)`` of the stored template this send names, if any."""
+    if msg.template is not None and msg.event is not None and msg.template != msg.event:
+        raise BadRequest("message.event: give template or event (an alias), not both")
     if msg.template is not None:
-        raise BadRequest(
-            "message.template: stored templates are not supported yet; send message.content"
-        )
-    if msg.content is None:
-        raise BadRequest("message.content is required")
+        return "message.template", msg.template
+    if msg.event is not None:
+        return "message.event", msg.event
+    return None
+
+
+def validate_message(msg: MessageIn) -> list[Recipient]:
+    if msg.content is None and template_ref(msg) is None:
+        raise BadRequest("message.content or message.template is required")
+    if msg.content is not None and template_ref(msg) is not None:
+        raise BadRequest("message: give either content or template, not both")
     if msg.to is None:
         raise BadRequest("message.to is required")
     try:
-        check_content(parse_content(msg.content, "message.content"))
+        if msg.content is not None:
+            check_content(parse_content(msg.content, "message.content"))
         recipients = parse_recipients(msg.to, "message.to")
     except ValidationError as exc:
         raise BadRequest(str(exc)) from None
     _check_attachments(msg)
     return recipients
+
+
+@dataclass(frozen=True, slots=True)
+class StoredParts:
+    """What a send takes from the store at accept time, copied into each message so that
+    a later edit (a new published version, a changed brand) does not change accepted mail."""
+
+    template: templates_store.SendableTemplate | None
+    brand: dict[str, Any] | None
+
+
+async def _stored_parts(msg: MessageIn, rt: Runtime) -> StoredParts:
+    ref = template_ref(msg)
+    template = None
+    async with rt.db.read() as conn:
+        if ref is not None:
+            path, name = ref
+            try:
+                template = await templates_store.find_sendable(conn, name)
+            except templates_store.TemplateUnavailable as exc:
+                raise NotFound(f"{path}: {exc}") from None
+        brand = await _brand(conn, msg, template)
+    return StoredParts(template=template, brand=brand)
+
+
+async def _brand(
+    conn: Conn, msg: MessageIn, template: templates_store.SendableTemplate | None
+) -> dict[str, Any] | None:
+    """The brand of this send: message.brand_id, else channels.email.brand_id, else the
+    template's, else the workspace default (Courier's order)."""
+    email = (msg.channels or {}).get("email")
+    channel_brand = (email.model_extra or {}).get("brand_id") if email else None
+    for path, brand_id in (
+        ("message.brand_id", msg.brand_id),
+        ("message.channels.email.brand_id", channel_brand),
+        ("the template's brand", template.brand_id if template else None),
+    ):
+        if brand_id:
+            found = await brands_store.get_brand(conn, brand_id)
+            if found is None:
+                raise BadRequest(f"{path}: there is no brand {brand_id!r}")
+            return found
+    return await brands_store.default_brand(conn)
 
 
 @router.post(
@@ -320,10 +406,20 @@ async def send(
     recipients = validate_message(msg)
     _check_routing(raw_message)
     await _check_override_config(msg, rt)
+    parts = await _stored_parts(msg, rt)
     strategy: dict[str, Any] | None = None
     if _wants_default_strategy(msg):
         async with rt.db.read() as conn:
-            default = await routing_strategies.default(conn)
+            # A template's routing strategy comes before the workspace default.
+            strategy_id = parts.template.routing_strategy_id if parts.template else None
+            if strategy_id is not None:
+                default = await routing_strategies.get(conn, strategy_id)
+                if default is None:
+                    raise BadRequest(
+                        f"the template's routing strategy {strategy_id!r} no longer exists"
+                    )
+            else:
+                default = await routing_strategies.default(conn)
         if default is not None:
             # A copy, so that editing the strategy later does not re-route accepted mail.
             strategy = {
@@ -349,7 +445,8 @@ async def send(
             recipient=r.user_id or r.email,
             recipient_email=r.email,
             user_id=r.user_id,
-            payload=_payload(msg, r, raw_to, routing),
+            payload=_payload(msg, r, raw_to, routing, parts),
+            template_id=parts.template.id if parts.template else None,
             tags=list(metadata.tags or []) if metadata else [],
             trace_id=metadata.trace_id if metadata else None,
             event=metadata.event if metadata else None,
@@ -368,6 +465,12 @@ async def send(
                 "recipient": m.recipient,
                 "not_before": not_before.isoformat() if not_before > now else None,
                 "expires_at": expires_at.isoformat(),
+                **(
+                    {"template": parts.template.id, "template_version": parts.template.version}
+                    if parts.template
+                    else {}
+                ),
+                **({"brand": parts.brand.get("id")} if parts.brand else {}),
             },
         )
         for m in new

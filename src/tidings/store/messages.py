@@ -35,6 +35,7 @@ class NewMessage:
     next_attempt_at: datetime
     expires_at: datetime | None
     facts: dict[str, Any] = field(default_factory=dict)
+    template_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ async def insert(conn: Conn, new: list[NewMessage], first_history: list[HistoryE
                 "attempts": 0,
                 "in_doubt": False,
                 "expires_at": m.expires_at,
+                "template_id": m.template_id,
             }
             for m in new
         ],
