@@ -27,6 +27,7 @@ from markupsafe import Markup
 from tidings.domain.content import Content, HtmlBlock, RawEmail
 from tidings.domain.errors import key_path
 from tidings.render.blocks import render_block
+from tidings.render.branding import DEFAULT_WIDTH, BrandLook, layout_values
 from tidings.render.templating import (
     RenderContext,
     check_condition,
@@ -77,8 +78,13 @@ def render_email(
     *,
     preheader: str | None = None,
     lang: str = "en",
+    brand: BrandLook | None = None,
 ) -> RenderedEmail:
-    """Render ``content`` for one recipient. Raises ``RenderError`` naming the field."""
+    """Render ``content`` for one recipient. Raises ``RenderError`` naming the field.
+
+    ``brand`` (see :mod:`tidings.render.branding`) puts its logo, colours and footer in the
+    layout; a ``raw`` email is the sender's own and is left as it is.
+    """
     variables = context.variables()
     subject = ""
     if content.title is not None:
@@ -90,11 +96,21 @@ def render_email(
 
     fragments = [f for block in content.blocks if (f := render_block(block, variables))]
     body = "".join(fragment.html for fragment in fragments)
-    document = _layout.render(subject=subject, preheader=preheader, lang=lang, body=Markup(body))
+    branded = layout_values(brand) if brand is not None else {}
+    document = _layout.render(
+        subject=subject,
+        preheader=preheader,
+        lang=lang,
+        body=Markup(body),
+        width=brand.width if brand is not None else DEFAULT_WIDTH,
+        **branded,
+    )
+    # The brand's footer says who sent it and how to reach them: the text part needs it too.
+    text_source = body + brand.footer_for_text() if brand is not None else body
     return RenderedEmail(
         subject=subject,
         html=_inliner.inline(document),
-        text=html_to_text(body),
+        text=html_to_text(text_source),
         blocks=[fragment.as_block() for fragment in fragments],
     )
 
