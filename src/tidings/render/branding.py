@@ -125,8 +125,12 @@ def _inherited(own: dict[str, Any], default: Mapping[str, Any] | None, name: str
         return own
     fallback = _section(default.get("settings") or {}, name)
     merged = {**fallback, **own}
-    if isinstance(fallback.get("social"), Mapping) and isinstance(own.get("social"), Mapping):
-        merged["social"] = {**fallback["social"], **own["social"]}
+    # One level down too: a header must name a ``logo`` (the SDK requires it), so
+    # ``"logo": {}`` with ``inheritDefault`` takes the default's image and link; the
+    # ``social`` networks merge the same way.
+    for key, value in own.items():
+        if isinstance(value, Mapping) and isinstance(fallback.get(key), Mapping):
+            merged[key] = {**fallback[key], **value}
     return merged
 
 
