@@ -50,6 +50,9 @@ _CREATE_ERRORS: dict[int | str, dict[str, Any]] = {
         "content": _ERROR,
     }
 }
+_NO_BRAND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Not Found: there is no brand by that id.", "content": _ERROR}
+}
 _DELETE_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"description": "Conflict: the brand is the workspace default.", "content": _ERROR}
 }
@@ -262,7 +265,7 @@ async def get_default(rt: Runtime = Depends(runtime)) -> dict[str, str | None]:
         return {"brand_id": await store.default_id(conn)}
 
 
-@router.put("/tidings/brands/default", openapi_extra=_DEFAULT_DOC)
+@router.put("/tidings/brands/default", openapi_extra=_DEFAULT_DOC, responses=_NO_BRAND)
 async def set_default(request: Request, rt: Runtime = Depends(runtime)) -> dict[str, str | None]:
     """Make a brand the one sends naming no brand use (a Tidings extension)."""
     _raw, body = await _body(request)
