@@ -8,11 +8,11 @@ import pytest
 
 from tidings.domain.content import (
     ActionBlock,
+    ColumnBlock,
+    ColumnsBlock,
     Content,
     ContentError,
     DividerBlock,
-    ColumnBlock,
-    ColumnsBlock,
     GroupBlock,
     HtmlBlock,
     ImageBlock,
@@ -253,7 +253,8 @@ def test_channel_element_with_raw() -> None:
                     "elements": [{"type": "channel", "channel": "email", "raw": {"text": "t"}}],
                 }
             ),
-            "message.content.elements[0].elements[0] channel elements are only allowed at the top level",
+            "message.content.elements[0].elements[0] channel elements are only allowed at the"
+            " top level",
         ),
         (
             elemental(

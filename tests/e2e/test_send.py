@@ -82,7 +82,7 @@ def test_bad_input_is_400_and_creates_nothing(tidings_with_mailgun: RunningTidin
             },
             "message.providers.mailgun.override.attachment[1].data",
         ),
-        ({"to": {"email": "a@example.test"}, "template": "welcome"}, "not supported yet"),
+        ({"to": {"email": "a@example.test"}, "template": "welcome"}, "no template"),
         ({"content": {"title": "t", "body": "b"}}, "message.to"),
     ]
     for message, needle in bad:

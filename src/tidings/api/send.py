@@ -18,7 +18,6 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
 
 from tidings.api.errors import describe_validation, error_response
-from tidings.api.unhonoured import refuse_unhonoured
 from tidings.api.schemas import (
     EmailOverride,
     MailgunOverride,
@@ -32,24 +31,25 @@ from tidings.api.schemas import (
     parse_epoch_ms,
     parse_when,
 )
+from tidings.api.unhonoured import refuse_unhonoured
 from tidings.domain.content import parse_content
 from tidings.domain.errors import ValidationError
 from tidings.domain.recipients import Recipient, parse_recipients
 from tidings.domain.routing import COURIER_CHANNELS
 from tidings.domain.status import HistoryType, with_enqueued
-from tidings.errors import BadRequest, NotFound
+from tidings.errors import BadRequest
 from tidings.ids import new_id
 from tidings.providers import registry
 from tidings.providers.mailgun.settings import MailgunSettings
 from tidings.providers.settings import merge_override
 from tidings.render.email import check_content
 from tidings.runtime import Runtime, runtime
-from tidings.store import facts as facts_codec
 from tidings.store import brands as brands_store
+from tidings.store import facts as facts_codec
 from tidings.store import idempotency, routing_strategies
-from tidings.store import templates as templates_store
 from tidings.store import messages as store
 from tidings.store import providers as providers_store
+from tidings.store import templates as templates_store
 from tidings.store.clock import utcnow
 from tidings.store.database import Conn
 from tidings.store.status_feed import publish_new
@@ -281,6 +281,7 @@ def _payload(
         ),
         "template_email": template.email if template is not None else None,
         "brand": stored.brand,
+        "brand_default": stored.brand_default,
         "utm": _utm(msg),
         "data": data,
         # Read by today's dispatcher; provider_overrides carries every provider's.
@@ -327,6 +328,8 @@ class StoredParts:
 
     template: templates_store.SendableTemplate | None
     brand: dict[str, Any] | None
+    # The workspace default, for the brand's sections that inherit from it.
+    brand_default: dict[str, Any] | None
 
 
 async def _stored_parts(msg: MessageIn, rt: Runtime) -> StoredParts:
@@ -338,9 +341,12 @@ async def _stored_parts(msg: MessageIn, rt: Runtime) -> StoredParts:
             try:
                 template = await templates_store.find_sendable(conn, name)
             except templates_store.TemplateUnavailable as exc:
-                raise NotFound(f"{path}: {exc}") from None
+                raise BadRequest(f"{path}: {exc}") from None
         brand = await _brand(conn, msg, template)
-    return StoredParts(template=template, brand=brand)
+        default = await brands_store.default_brand(conn) if brand is not None else None
+    if default is not None and brand is not None and default.get("id") == brand.get("id"):
+        default = None
+    return StoredParts(template=template, brand=brand, brand_default=default)
 
 
 async def _brand(

@@ -28,6 +28,7 @@ from markupsafe import Markup
 from tidings.domain.content import ColumnsBlock, Content, HtmlBlock, RawEmail, walk
 from tidings.domain.errors import key_path
 from tidings.render.blocks import render_blocks
+from tidings.render.branding import DEFAULT_WIDTH, BrandLook, layout_values
 from tidings.render.conditions import check_condition
 from tidings.render.templating import (
     RenderContext,
@@ -84,8 +85,13 @@ def render_email(
     *,
     preheader: str | None = None,
     lang: str = "en",
+    brand: BrandLook | None = None,
 ) -> RenderedEmail:
-    """Render ``content`` for one recipient. Raises ``RenderError`` naming the field."""
+    """Render ``content`` for one recipient. Raises ``RenderError`` naming the field.
+
+    ``brand`` (see :mod:`tidings.render.branding`) puts its logo, colours and footer in the
+    layout; a ``raw`` email is the sender's own and is left as it is.
+    """
     variables = context.variables()
     token = new_budget()
     try:
@@ -103,11 +109,21 @@ def render_email(
     if rendered.subject is not None:
         subject = clean_subject(rendered.subject)
     body = rendered.html
-    document = _layout.render(subject=subject, preheader=preheader, lang=lang, body=Markup(body))
+    branded = layout_values(brand) if brand is not None else {}
+    document = _layout.render(
+        subject=subject,
+        preheader=preheader,
+        lang=lang,
+        body=Markup(body),
+        width=brand.width if brand is not None else DEFAULT_WIDTH,
+        **branded,
+    )
+    # The brand's footer says who sent it and how to reach them: the text part needs it too.
+    text_source = body + brand.footer_for_text() if brand is not None else body
     return RenderedEmail(
         subject=subject,
         html=_inliner.inline(document),
-        text=html_to_text(body),
+        text=html_to_text(text_source),
         blocks=[entry for fragment in rendered.fragments for entry in fragment.as_blocks()],
         locale=content.locale,
     )

@@ -393,3 +393,26 @@ template_aliases = sa.Table(
     ),
     sa.Column("created", TS, nullable=False),
 )
+
+brands = sa.Table(
+    "brands",
+    metadata,
+    # Courier's brands: settings and snippets are documents read whole, in the API's shape.
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("settings", sa.JSON, nullable=False),
+    sa.Column("snippets", sa.JSON, nullable=True),
+    # Counts the writes: Courier's "version" of a brand, published as soon as written.
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created", TS, nullable=False, index=True),
+    sa.Column("updated", TS, nullable=False),
+)
+
+brand_default = sa.Table(
+    "brand_default",
+    metadata,
+    # The workspace's default brand: at most one row, keyed "workspace" (as routing_default).
+    sa.Column("scope", sa.String(16), primary_key=True),
+    sa.Column("brand_id", sa.String(64), sa.ForeignKey("brands.id"), nullable=False),
+    sa.Column("updated", TS, nullable=False),
+)

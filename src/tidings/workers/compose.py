@@ -15,6 +15,7 @@ from tidings.domain.content import parse_content
 from tidings.domain.recipients import parse_recipient
 from tidings.providers.base import Attachment, OutgoingEmail, Provider, ProviderConfig
 from tidings.providers.settings import merge_override
+from tidings.render.branding import brand_look
 from tidings.render.email import RenderedEmail, apply_overrides, clean_subject, render_email
 from tidings.render.links import add_utm
 from tidings.render.templating import RenderContext, render_template
@@ -56,7 +57,10 @@ def render(payload: dict[str, Any], resolved: Resolved) -> RenderedEmail:
         locale=locale if isinstance(locale, str) else None,
     )
     context = RenderContext(data=payload.get("data") or {}, profile=resolved.profile)
-    rendered = render_email(content, context)
+    brand = payload.get("brand")
+    look = brand_look(brand, default=payload.get("brand_default")) if brand else None
+    lang = locale.split("-")[0].split("_")[0] if isinstance(locale, str) and locale else "en"
+    rendered = render_email(content, context, brand=look, lang=lang)
     override = payload.get("email_override") or {}
     if any(override.get(k) is not None for k in ("subject", "html", "text")):
         rendered = apply_overrides(
