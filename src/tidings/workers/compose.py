@@ -75,6 +75,24 @@ def render(payload: dict[str, Any], resolved: Resolved) -> RenderedEmail:
     return dataclasses.replace(rendered, html=html, text=text, headers=headers)
 
 
+def render_facts(payload: dict[str, Any], rendered: RenderedEmail) -> dict[str, Any]:
+    """What a RENDERED history entry says about where the email came from: the template
+    and version, the locale whose content was used ("default" when none matched) and
+    the brand."""
+    facts: dict[str, Any] = {}
+    template = payload.get("template")
+    if isinstance(template, dict):
+        facts["template"] = template.get("id")
+        facts["template_version"] = template.get("version")
+        if template.get("alias"):
+            facts["template_alias"] = template.get("alias")
+    facts["locale"] = rendered.locale or "default"
+    brand = payload.get("brand")
+    if isinstance(brand, dict) and brand.get("id"):
+        facts["brand"] = brand["id"]
+    return facts
+
+
 def _template_headers(headers: Any, context: RenderContext) -> dict[str, Any]:
     """A template's ``email`` headers with their variables filled (``{{data.cc}}``)."""
     if not isinstance(headers, dict):

@@ -353,6 +353,7 @@ class Dispatcher:
                         "subject": rendered.subject,
                         "html_bytes": len(rendered.html or ""),
                         "text_bytes": len(rendered.text or ""),
+                        **compose.render_facts(payload, rendered),
                     },
                 )
             )
