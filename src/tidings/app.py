@@ -22,6 +22,7 @@ from tidings.api import health as health_api
 from tidings.api import messages as messages_api
 from tidings.api import metrics as metrics_api
 from tidings.api import notifications as notifications_api
+from tidings.api import previews as previews_api
 from tidings.api import profiles as profiles_api
 from tidings.api import provider_tools as provider_tools_api
 from tidings.api import providers as providers_api
@@ -199,6 +200,7 @@ def create_app(
     app.include_router(routing_strategies_api.router, dependencies=protected)
     app.include_router(notifications_api.router, dependencies=protected)
     app.include_router(brands_api.router, dependencies=protected)
+    app.include_router(previews_api.router, dependencies=protected)
     # Probes answer without a key, like /health.
     app.include_router(health_api.router)
     # Mailgun authenticates by signature, not by our API key.

@@ -23,6 +23,7 @@ from tidings.commands.http import print_json
 from tidings.commands.keys import app as keys_app
 from tidings.commands.providers import providers_app
 from tidings.commands.suppressions import app as suppressions_app
+from tidings.commands.templates import app as templates_app
 from tidings.sandbox.command import sandbox as sandbox_command
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ app.add_typer(providers_app, name="providers")
 app.command("doctor")(doctor_command)
 app.add_typer(suppressions_app, name="suppressions")
 app.add_typer(keys_app, name="keys")
+app.add_typer(templates_app, name="templates")
 
 console = Console(stderr=True)
 

@@ -42,6 +42,7 @@ from tidings.providers.base import (
 from tidings.providers.registry import Providers
 from tidings.render.email import RenderedEmail
 from tidings.render.errors import RenderError
+from tidings.render.message import render_facts
 from tidings.render.pool import RenderFailure
 from tidings.runtime import Runtime
 from tidings.store import facts as facts_codec
@@ -353,7 +354,7 @@ class Dispatcher:
                         "subject": rendered.subject,
                         "html_bytes": len(rendered.html or ""),
                         "text_bytes": len(rendered.text or ""),
-                        **compose.render_facts(payload, rendered),
+                        **render_facts(payload, rendered),
                     },
                 )
             )
