@@ -25,10 +25,9 @@ from tidings.render.errors import RenderError
 from tidings.render.message import render_message
 from tidings.render.pool import RenderFailure
 from tidings.runtime import Runtime, runtime
-from tidings.store import brands as brands_store
 from tidings.store import profiles as profiles_store
 from tidings.store import templates as templates_store
-from tidings.store.database import Conn
+from tidings.store.template_payload import UnknownBrand, template_payload
 
 router = APIRouter(prefix="/tidings/templates", tags=["templates"])
 
@@ -55,39 +54,6 @@ class RenderAnswer(BaseModel):
     headers: dict[str, Any]
 
 
-async def template_payload(
-    conn: Conn,
-    template: templates_store.SendableTemplate,
-    data: dict[str, Any],
-    brand_id: str | None,
-) -> dict[str, Any]:
-    """What compose.render needs to render ``template`` (as /send stores it)."""
-    brand: dict[str, Any] | None = None
-    chosen = brand_id or template.brand_id
-    if chosen:
-        brand = await brands_store.get_brand(conn, chosen)
-        if brand is None:
-            raise BadRequest(f"brand_id: there is no brand {chosen!r}")
-    else:
-        brand = await brands_store.default_brand(conn)
-    default = await brands_store.default_brand(conn) if brand is not None else None
-    if default is not None and brand is not None and default.get("id") == brand.get("id"):
-        default = None
-    return {
-        "content": template.content,
-        "template": {
-            "id": template.id,
-            "version": template.version,
-            "alias": template.alias,
-            "name": template.name,
-        },
-        "template_email": template.email,
-        "brand": brand,
-        "brand_default": default,
-        "data": data,
-    }
-
-
 @router.post("/{template_id}/render", response_model=RenderAnswer)
 async def render_template_version(
     template_id: str, body: RenderRequest, rt: Runtime = Depends(runtime)
@@ -103,7 +69,10 @@ async def render_template_version(
             if stored is None:
                 raise BadRequest(f"user_id: there is no profile for {body.user_id!r}")
             profile = dict(stored[0])
-        payload = await template_payload(conn, template, body.data, body.brand_id)
+        try:
+            payload = await template_payload(conn, template, body.data, body.brand_id)
+        except UnknownBrand as exc:
+            raise BadRequest(f"brand_id: {exc}") from None
     profile.update(body.profile)
     if body.locale is not None:
         profile["locale"] = body.locale

@@ -21,6 +21,10 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.exceptions import HTTPException
 
+from tidings.domain.errors import ValidationError
+from tidings.render.errors import RenderError
+from tidings.render.message import render_message
+from tidings.render.pool import RenderFailure
 from tidings.runtime import Runtime, runtime, throttle, webhook_url
 from tidings.runtime.sessions import (
     CSRF_HEADER,
@@ -30,10 +34,13 @@ from tidings.runtime.sessions import (
     open_session,
 )
 from tidings.store import messages as store
+from tidings.store import profiles as profiles_store
 from tidings.store import providers
+from tidings.store import templates as templates_store
 from tidings.store.keyring import KeyRing
 from tidings.store.messages import MessageFilter
 from tidings.store.status_feed import last_event_id
+from tidings.store.template_payload import UnknownBrand, template_payload
 from tidings.ui import views
 
 PAGE_SIZE = 50
@@ -393,6 +400,91 @@ async def provider_page(
         settings=views.masked_settings(stored.settings),
         polling=str(stored.settings.get("polling", "on")),
         webhook_url=webhook_url(rt.public_url, stored),
+    )
+
+
+# -- templates ------------------------------------------------------------------------------
+
+
+@pages.get("/templates")
+async def template_list(request: Request, rt: Runtime = Depends(runtime)) -> Response:
+    async with rt.db.read() as conn:
+        page = await templates_store.list_page(conn, limit=200, cursor=None)
+    return render(
+        request, "templates.html", nav="templates", templates=page.results, more=page.cursor
+    )
+
+
+def _preview_form(request: Request) -> dict[str, str]:
+    query = request.query_params
+    return {
+        "version": query.get("version") or "published",
+        "user": query.get("user") or "",
+        "locale": query.get("locale") or "",
+        "data": query.get("data") or "{}",
+    }
+
+
+@pages.get("/templates/{template_id}")
+async def template_page(
+    request: Request, template_id: str, rt: Runtime = Depends(runtime)
+) -> Response:
+    form = _preview_form(request)
+    errors: list[str] = []
+    rendered = None
+    used: templates_store.SendableTemplate | None = None
+    async with rt.db.read() as conn:
+        stored = await templates_store.get(conn, template_id)
+        if stored is None or stored.archived_at is not None:
+            return render(
+                request,
+                "not_found.html",
+                status_code=404,
+                nav="templates",
+                what="template",
+                name=template_id,
+            )
+        version = form["version"]
+        if version == "published" and stored.published_version is None:
+            version = "draft"
+        try:
+            data = json.loads(form["data"])
+            if not isinstance(data, dict):
+                raise ValueError("must be a JSON object")
+        except ValueError as exc:
+            errors.append(f"Data: not a JSON object ({exc})")
+            data = {}
+        profile: dict[str, Any] = {}
+        if form["user"]:
+            found = await profiles_store.get(conn, form["user"])
+            if found is None:
+                errors.append(f"User: there is no profile for {form['user']!r}")
+            else:
+                profile = dict(found[0])
+        if form["locale"]:
+            profile["locale"] = form["locale"]
+        try:
+            used = await templates_store.find_version(conn, template_id, version)
+            payload = await template_payload(conn, used, data, None)
+        except (templates_store.TemplateUnavailable, UnknownBrand) as exc:
+            errors.append(str(exc))
+            payload = None
+    if payload is not None and not errors:
+        try:
+            rendered = await rt.render_pool.run(render_message, payload, profile)
+        except (RenderError, ValidationError, RenderFailure) as exc:
+            errors.append(f"Rendering failed: {exc}")
+    versions = ["published", "draft"] + [f"v{n:03d}" for n in range(stored.version_count, 0, -1)]
+    return render(
+        request,
+        "template.html",
+        nav="templates",
+        t=stored,
+        form=form,
+        versions=versions,
+        used=used,
+        errors=errors,
+        rendered=rendered,
     )
 
 
