@@ -68,6 +68,33 @@ def test_create_list_retrieve_replace_archive(
 
     notes = client.routing_strategies.list_notifications(created.id)
     assert notes.results == [] and not notes.paging.more
+    # A template that routes by the strategy is listed with it; others are not.
+    content: Any = {
+        "version": "2022-01-01",
+        "elements": [{"type": "channel", "channel": "email", "elements": []}],
+    }
+    linked = client.notifications.create(
+        notification={
+            "name": "Routed",
+            "tags": [],
+            "brand": None,
+            "routing": {"strategy_id": created.id},
+            "subscription": None,
+            "content": content,
+        }
+    )
+    client.notifications.create(
+        notification={
+            "name": "Not routed",
+            "tags": [],
+            "brand": None,
+            "routing": None,
+            "subscription": None,
+            "content": content,
+        }
+    )
+    notes = client.routing_strategies.list_notifications(created.id)
+    assert [n.id for n in notes.results] == [linked.id] and not notes.paging.more
 
     client.routing_strategies.archive(created.id)
     with pytest.raises(courier.NotFoundError):

@@ -134,7 +134,7 @@ def _response(t: StoredTemplate, document: dict[str, Any], state: State) -> dict
     }
 
 
-def _summary(t: StoredTemplate) -> dict[str, Any]:
+def template_summary(t: StoredTemplate) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "id": t.id,
         "created": to_ms(t.created),
@@ -377,7 +377,7 @@ async def list_notifications(
             raise BadRequest(f"cursor: {exc}") from None
     return {
         "paging": {"cursor": page.cursor, "more": page.cursor is not None},
-        "results": [_summary(t) for t in page.results],
+        "results": [template_summary(t) for t in page.results],
     }
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tidings.api.auth import presented_key
 from tidings.api.errors import error_response
+from tidings.api.notifications import template_summary
 from tidings.api.schemas import check_channels, check_providers, check_routing
 from tidings.api.send import _known_provider_keys as known_provider_keys
 from tidings.domain.routing import COURIER_CHANNELS
@@ -32,6 +33,7 @@ from tidings.errors import BadRequest, Conflict, NotFound
 from tidings.runtime import Runtime, runtime
 from tidings.store import idempotency
 from tidings.store import routing_strategies as store
+from tidings.store import templates as templates_store
 from tidings.store.clock import to_ms, utcnow
 from tidings.store.routing_strategies import StoredStrategy
 
@@ -290,13 +292,21 @@ async def list_notifications(
     cursor: Cursor = None,
     limit: Limit = 20,
 ) -> dict[str, Any]:
-    """Templates linked to the strategy: none, since Tidings has no stored templates yet."""
-    del cursor, limit  # validated; there is nothing to page through
+    """Templates whose routing is this strategy (as NotificationTemplateSummary items)."""
     async with rt.db.read() as conn:
         found = await store.get(conn, strategy_id)
-    if found is None:
-        raise NotFound(f"No routing strategy '{strategy_id}'")
-    return {"paging": {"cursor": None, "more": False}, "results": []}
+        if found is None:
+            raise NotFound(f"No routing strategy '{strategy_id}'")
+        try:
+            page = await templates_store.list_page(
+                conn, limit=limit, cursor=cursor, strategy_id=strategy_id
+            )
+        except ValueError:
+            raise BadRequest("cursor is not a cursor this server handed out") from None
+    return {
+        "paging": {"cursor": page.cursor, "more": page.cursor is not None},
+        "results": [template_summary(t) for t in page.results],
+    }
 
 
 @router.put("/{strategy_id}/default", status_code=204)

@@ -343,9 +343,11 @@ async def list_page(
     cursor: str | None,
     tags: list[str] | None = None,
     alias: str | None = None,
+    strategy_id: str | None = None,
 ) -> Page:
     """Live templates, oldest first, ``limit`` at a time; ``tags``: only those carrying
-    all of them (case-insensitive, before paging); ``alias``: the one it names."""
+    all of them (case-insensitive, before paging); ``alias``: the one it names;
+    ``strategy_id``: only those whose draft routes by that routing strategy."""
     query = sa.select(templates).where(templates.c.archived_at.is_(None))
     if alias is not None:
         query = query.where(
@@ -371,7 +373,10 @@ async def list_page(
         rows = (await conn.execute(query.limit(batch).offset(offset))).all()
         for row in rows:
             have = {str(t).lower() for t in (row.draft or {}).get("tags") or []}
-            if wanted <= have:
+            routing = (row.draft or {}).get("routing") or {}
+            if wanted <= have and (
+                strategy_id is None or routing.get("strategy_id") == strategy_id
+            ):
                 matched.append(row)
         if len(rows) < batch:
             break
