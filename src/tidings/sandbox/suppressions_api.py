@@ -220,7 +220,7 @@ def suppressions_endpoints(sandbox: Sandbox) -> dict[tuple[str, str], Endpoint]:
 
     async def collection(request: Request, domain: str, name: str) -> tuple[int, Any]:
         if request.method == "GET":
-            return 200, _list_page(request, domain, name)
+            return 200, _list_page(request, lists, domain, name)
         if request.method == "DELETE":
             lists.of(domain).table(name).clear()
             return 200, {"message": _ALL_REMOVED[name]}
@@ -280,7 +280,7 @@ def suppressions_endpoints(sandbox: Sandbox) -> dict[tuple[str, str], Endpoint]:
     }
 
 
-def _list_page(request: Request, domain: str, name: str) -> Any:
+def _list_page(request: Request, lists: Suppressions, domain: str, name: str) -> Any:
     params = request.query_params
     raw_limit = params.get("limit", str(DEFAULT_LIMIT))
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
@@ -291,7 +291,6 @@ def _list_page(request: Request, domain: str, name: str) -> Any:
         raise MailgunError(400, f"Invalid page: {page}, expected one of {', '.join(PAGES)}")
     pivot = params.get("address")
     term = params.get("term")
-    lists: Suppressions = request.app.state.sandbox.store.suppressions
     entries = lists.page(domain, name, limit=limit, page=page, pivot=pivot, term=term)
     items = [entry.item() for entry in entries]
     base = f"{api_base(request)}/v3/{domain}/{name}"

@@ -108,10 +108,8 @@ async def sync_once(rt: Runtime, live: Providers) -> dict[str, int]:
         if count:
             log.info("imported suppressions", target=target.where, added=count)
     if failures:
-        raise SuppressionSyncError(
-            "could not read the provider's suppression lists (Tidings keeps its own list "
-            "and tries again): " + "; ".join(failures)
-        )
+        # The target first: the supervisor logs the first 200 characters of this.
+        raise SuppressionSyncError("; ".join(failures))
     return added
 
 
