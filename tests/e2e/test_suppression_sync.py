@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import pytest
 from mailgun.client import Client
 from mailgun.config import RetryPolicy
 from typer.testing import CliRunner
@@ -186,3 +187,34 @@ def test_delete_fails_loudly_when_mailgun_cannot_be_reached(
         assert "could not reach Mailgun" in message and "Try the DELETE again" in message
         assert SECRET not in answer.text
         assert http.get("/suppressions/held@example.test").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("add", "reason", "code"),
+    [
+        ("unsubscribes", "unsubscribe", 606),
+        ("complaints", "complaint", 607),
+        ("bounces", "bounce", 605),
+    ],
+)
+def test_a_606_or_607_from_mailgun_names_the_suppression(
+    tidings_with_mailgun: RunningTidings,
+    mailgun_sandbox: RunningSandbox,
+    add: str,
+    reason: str,
+    code: int,
+) -> None:
+    server = tidings_with_mailgun
+    server.connect_webhooks()  # before the address is listed: Tidings does not know it
+    with _mailgun(mailgun_sandbox) as mailgun:
+        assert getattr(mailgun, add).create(domain=DOMAIN, data={"address": "x@example.test"}).ok
+    message_id = _send(server, "x@example.test")
+    details = server.wait_for(
+        message_id, lambda d: d.get("status") == "UNDELIVERABLE" and bool(d.get("hint"))
+    )
+    assert details["status"] == "UNDELIVERABLE"
+    assert f"({code})" in details["hint"] and "at Mailgun too" in details["hint"]
+    with server.http() as http:
+        listed = http.get("/suppressions/x@example.test")
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["reason"] == reason and listed.json()["code"] == code
