@@ -188,6 +188,13 @@ class Settings(BaseSettings):
     sweep_batch: int = Field(
         default=1000, ge=1, le=100_000, description="Rows one sweep transaction deletes at most."
     )
+    # Importing providers' own suppression lists (workers/suppression_sync.py).
+    suppression_sync_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Between imports of each provider's own suppression lists (Mailgun's "
+        "bounces, unsubscribes, complaints); providers connect imports at once.",
+    )
 
     mailgun_api_key: SecretStr | None = Field(default=None, validation_alias="MAILGUN_API_KEY")
     mailgun_domain: str | None = Field(default=None, validation_alias="MAILGUN_DOMAIN")

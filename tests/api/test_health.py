@@ -66,7 +66,14 @@ def test_each_loop_of_the_process_is_checked_and_measured(
     start: Callable[[bool], TestClient],
 ) -> None:
     client = start(True)
-    names = {"database", "loop:dispatcher", "loop:poller", "loop:notifier", "loop:sweeper"}
+    names = {
+        "database",
+        "loop:dispatcher",
+        "loop:poller",
+        "loop:notifier",
+        "loop:sweeper",
+        "loop:suppression_sync",
+    }
 
     def all_cycled(body: dict[str, Any]) -> bool:
         checks = {c["name"]: c for c in body["checks"]}
@@ -78,7 +85,7 @@ def test_each_loop_of_the_process_is_checked_and_measured(
     assert answer.status_code == 200, answer.text
     assert all_cycled(answer.json()), answer.text
     metrics = client.get("/metrics", headers={"Authorization": f"Bearer {API_KEY}"}).text
-    for loop in ("dispatcher", "poller", "notifier", "sweeper"):
+    for loop in ("dispatcher", "poller", "notifier", "sweeper", "suppression_sync"):
         assert f'tidings_loop_last_success_timestamp_seconds{{loop="{loop}"}}' in metrics
 
     # A loop that has not completed a cycle for longer than it may: not ready, and why.

@@ -3,6 +3,8 @@
 * ``POST /providers/{id}/connect`` registers this configuration's webhook URL at the
   provider for every event kind Tidings reads (``Provider.connect``) and answers what it
   registered and what was already there.
+  Where the provider keeps suppression lists of its own (Mailgun's bounces, unsubscribes
+  and complaints), they are imported into Tidings' list too (``suppressions`` in the answer).
 * ``GET /providers/{id}/doctor`` runs the provider's doctor checks (``Provider.doctor``)
   and answers them, each with its fix.
 
@@ -29,12 +31,14 @@ from tidings.providers.base import (
     ProviderError,
     ProviderSettings,
     ProviderUnreachable,
+    RemoteSuppression,
+    SuppressionLists,
     WebhookActivity,
 )
 from tidings.providers.outbound import Outbound
 from tidings.providers.registry import Providers, UnknownProvider
 from tidings.runtime import Runtime, runtime
-from tidings.store import poll_cursors, providers
+from tidings.store import poll_cursors, providers, suppressions
 from tidings.store.providers import StoredProvider
 
 router = APIRouter(prefix="/providers", tags=["providers"])
@@ -77,11 +81,40 @@ async def connect_provider(
 ) -> dict[str, Any]:
     """Register this configuration's webhook URL at the provider (idempotent)."""
     stored, impl, settings = await _load(rt, request, provider_id)
+    config = settings.to_config()
     try:
-        result = await impl.connect(settings.to_config(), webhook_url(rt, stored))
+        result = await impl.connect(config, webhook_url(rt, stored))
     except ProviderError as exc:
         raise _as_api_error(exc) from exc
-    return {"provider_id": stored.id, **result.answer}
+    answer = {"provider_id": stored.id, **result.answer}
+    if impl.suppressions is not None:
+        answer["suppressions"] = await _import_suppressions(rt, impl.suppressions, config)
+    return answer
+
+
+async def _import_suppressions(
+    rt: Runtime, lists: SuppressionLists, config: ProviderConfig
+) -> dict[str, Any]:
+    """Import the provider's own suppression lists into Tidings' (issue 12). A failure is
+    reported in the answer, not raised: the webhooks are registered either way, and the
+    periodic sync imports the lists later."""
+
+    async def write(page: list[RemoteSuppression]) -> int:
+        entries = [
+            suppressions.Imported(e.address, e.reason, e.code, e.detail, e.created_at) for e in page
+        ]
+        async with rt.db.write() as conn:
+            return await suppressions.add_many(conn, entries)
+
+    try:
+        read, added = await lists.import_all(config, write)
+    except ProviderError as exc:
+        return {
+            "imported": False,
+            "error": f"could not read the provider's suppression lists: {exc} (the periodic "
+            "sync tries again)",
+        }
+    return {"imported": True, "read": read, "added": added}
 
 
 async def _activity(rt: Runtime, config: ProviderConfig) -> WebhookActivity:

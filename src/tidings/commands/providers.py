@@ -178,6 +178,14 @@ def connect(provider_id: str = typer.Argument(..., help="Configuration id or ali
         out.print(f"  {item['kind']:<15} {_ACTIONS.get(item['action'], item['action'])}")
     registered, already = body.get("registered", []), body.get("already", [])
     out.print(f"{len(registered)} registered, {len(already)} already there")
+    imported = body.get("suppressions")
+    if imported is not None and imported.get("imported"):
+        out.print(
+            f"suppressions: {imported['read']} on Mailgun's lists, "
+            f"{imported['added']} added to Tidings' suppression list"
+        )
+    elif imported is not None:
+        err.print(f"[red]suppressions not imported: {escape(str(imported.get('error')))}")
     if not body.get("complete", True):
         err.print(
             "[red]Some kinds have Mailgun's maximum of 3 URLs: remove one in Mailgun → "

@@ -17,7 +17,9 @@ bases. What every provider has:
 
 And optional capabilities, each ``None`` when the provider lacks it: ``webhooks`` (verify and
 parse a webhook into delivery events), ``events`` (read the provider's event log by window,
-for polling), ``connect`` (register our webhook URL at the provider), ``doctor`` checks.
+for polling), ``suppressions`` (read the provider's own suppression lists, and remove an
+address from them), ``connect`` (register our webhook URL at the provider), ``doctor``
+checks.
 
 Nothing here knows any provider's URLs or field names.
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -58,9 +60,11 @@ __all__ = [
     "ProviderSettings",
     "ProviderUnreachable",
     "Refusal",
+    "RemoteSuppression",
     "RequestError",
     "RequestRecord",
     "SendOutcome",
+    "SuppressionLists",
     "WebhookActivity",
     "WebhookRead",
     "WebhookReader",
@@ -310,6 +314,52 @@ class EventFeed(ABC):
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteSuppression:
+    """An address the provider itself will not send to, as Tidings' suppression list keeps
+    it: ``reason`` is ``bounce``, ``complaint`` or ``unsubscribe``; ``detail`` says where it
+    came from, for people."""
+
+    address: str
+    reason: str
+    code: int | None
+    detail: str
+    created_at: datetime | None = None
+
+
+class SuppressionLists(ABC):
+    """The provider's own suppression lists for one configuration (its sending domain).
+
+    Tidings imports them (``providers connect`` and a periodic sync) so that it refuses what
+    the provider would drop anyway, and removes an address from them when a person removes
+    it from Tidings' list, so that the two stay in step.
+    """
+
+    @abstractmethod
+    def pages(self, config: ProviderConfig) -> AsyncIterator[list[RemoteSuppression]]:
+        """Every suppressed address, a page at a time (each list, walked to its end).
+        Raises :class:`ProviderError` (unreachable, refused, an error answer)."""
+
+    @abstractmethod
+    async def remove(self, config: ProviderConfig, address: str) -> list[str]:
+        """Remove ``address`` from every list; the names of the lists it was on (empty when
+        none). Raises :class:`ProviderError` when a list could not be changed."""
+
+    async def import_all(
+        self,
+        config: ProviderConfig,
+        write: Callable[[list[RemoteSuppression]], Awaitable[int]],
+    ) -> tuple[int, int]:
+        """Read every page and hand each to ``write`` (which stores it and says how many were
+        new): ``(read, added)``. A failure midway keeps what was written before it."""
+        read = added = 0
+        async for page in self.pages(config):
+            read += len(page)
+            if page:
+                added += await write(page)
+        return read, added
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a webhook is refused: a stable ``code``, a sentence for the log, what to answer."""
 
@@ -413,6 +463,7 @@ class Provider(ABC):
 
     webhooks: WebhookReader | None = None
     events: EventFeed | None = None
+    suppressions: SuppressionLists | None = None
 
     def __init__(self, context: ProviderContext | None = None) -> None:
         self.context = context or ProviderContext()

@@ -13,6 +13,7 @@ import ipaddress
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -24,6 +25,7 @@ from tidings.sandbox.inbox import inbox_endpoints
 from tidings.sandbox.inspection import inspection_endpoints
 from tidings.sandbox.messages_api import Endpoint, send_endpoint
 from tidings.sandbox.settings import SandboxSettings
+from tidings.sandbox.suppressions_api import LISTS, suppressions_endpoints
 from tidings.sandbox.webhooks_api import webhooks_endpoints
 
 
@@ -34,6 +36,7 @@ def build_app(sandbox: Sandbox, prefix: str = "/sandbox") -> Starlette:
     local = _loopback_only if sandbox.settings.inspection_loopback_only else _anyone
     inspect = {name: local(fn) for name, fn in inspection_endpoints(sandbox).items()}
     inbox = {name: local(fn) for name, fn in inbox_endpoints(sandbox).items()}
+    listed = suppressions_endpoints(sandbox)
     routes: list[BaseRoute] = [
         Route("/v3/{domain}/messages", send_endpoint(sandbox), methods=["POST"]),
         Route("/v3/{domain}/events", list_events, methods=["GET"]),
@@ -46,6 +49,7 @@ def build_app(sandbox: Sandbox, prefix: str = "/sandbox") -> Starlette:
         ),
         Route("/v3/domains/{domain}", hooks["domain"], methods=["GET"]),
         Route("/v5/accounts/http_signing_key", hooks["signing_key"], methods=["GET"]),
+        *_suppression_routes(listed),
         Route(f"{prefix}/api/messages", inspect["messages"], methods=["GET", "DELETE"]),
         Route(f"{prefix}/api/messages/{{id}}/events", inspect["events"], methods=["GET"]),
         Route(
@@ -74,9 +78,39 @@ def build_app(sandbox: Sandbox, prefix: str = "/sandbox") -> Starlette:
         finally:
             await sandbox.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _mailgun_http_error},
+    )
     app.state.sandbox = sandbox
     return app
+
+
+def _suppression_routes(listed: dict[tuple[str, str], Endpoint]) -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    for name in LISTS:
+        base = f"/v3/{{domain}}/{name}"
+        routes += [
+            Route(f"{base}/import", listed[(name, "import")], methods=["POST"]),
+            Route(base, listed[(name, "collection")], methods=["GET", "POST", "DELETE"]),
+            Route(f"{base}/{{address}}", listed[(name, "one")], methods=["GET", "DELETE"]),
+        ]
+    return routes
+
+
+async def _mailgun_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (no route: 404; a route without the method: 405) in
+    Mailgun's JSON shape, so that clients that parse every answer as JSON see an error
+    they can read rather than a decode failure."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = "Not Found"
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed for {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return json_response({"message": message}, exc.status_code, dict(exc.headers or {}))
 
 
 def is_loopback(host: str | None) -> bool:

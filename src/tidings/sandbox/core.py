@@ -121,7 +121,7 @@ class Sandbox:
             self.emit(domain, self.events.accepted(copy), now)
             steps = outcomes.steps_for(
                 copy.recipient,
-                suppressed=(domain, lowered) in self.store.bounced,
+                suppressed=self.store.suppressions.blocking(domain, lowered, request.tags),
                 track_opens=track_opens,
                 track_clicks=track_clicks,
             )
@@ -188,13 +188,24 @@ class Sandbox:
             return  # the sandbox was reset since this step was scheduled
         kind = steps[index]
         self.emit(copy.domain, self.events.step(kind, copy, attempt), time.time())
-        if kind in outcomes.HARD_BOUNCES:
-            self.store.bounced.add((copy.domain, copy.recipient.lower()))
+        self._listed(kind, copy)
         if index + 1 < len(steps):
             next_attempt = attempt + 1 if kind == outcomes.DEFERRED else attempt
             self.scheduler.call_later(
                 self.settings.event_delay, self._advance, copy, steps, index + 1, next_attempt
             )
+
+    def _listed(self, kind: str, copy: MessageCopy) -> None:
+        """Put the address on the suppression list this step calls for, as Mailgun does."""
+        lists = self.store.suppressions
+        if kind in outcomes.HARD_BOUNCES:
+            error = "No such mailbox" if kind == outcomes.BOUNCED else "Sender domain has no MX"
+            lists.add_bounce(copy.domain, copy.recipient, "550", error)
+        elif kind == outcomes.COMPLAINED:
+            lists.add_complaint(copy.domain, copy.recipient)
+        elif kind == outcomes.UNSUBSCRIBED:
+            # Mailgun's %unsubscribe_url% unsubscribes from all of the domain's mail.
+            lists.add_unsubscribe(copy.domain, copy.recipient, ["*"])
 
     def emit(self, domain: str, item: JSON, timestamp: float) -> None:
         """Record an event and post it to the domain's webhooks."""

@@ -35,6 +35,20 @@ FLAGS_BASE = {
     "is-system-test": False,
 }
 
+# Mailgun's answers for a send to a suppressed address: (reason, code, message).
+_SUPPRESSED: dict[str, tuple[str, int, str]] = {
+    outcomes.SUPPRESSED: ("suppress-bounce", 605, "Not delivering to previously bounced address"),
+    outcomes.SUPPRESSED_UNSUBSCRIBE: (
+        "suppress-unsubscribe",
+        606,
+        "Not delivering to unsubscribed address",
+    ),
+    outcomes.SUPPRESSED_COMPLAINT: (
+        "suppress-complaint",
+        607,
+        "Not delivering to a user who marked your messages as spam",
+    ),
+}
 _FIRST_LINK = re.compile(r"""<a\s[^>]*?href\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
 _FIRST_URL = re.compile(r"https?://[^\s<>\"')]+")
 
@@ -134,6 +148,8 @@ class EventFactory:
             outcomes.BOUNCED,
             outcomes.NO_MX,
             outcomes.SUPPRESSED,
+            outcomes.SUPPRESSED_UNSUBSCRIBE,
+            outcomes.SUPPRESSED_COMPLAINT,
             outcomes.DEFERRED,
             outcomes.RCPT_NO_MX,
             outcomes.TOO_OLD,
@@ -180,13 +196,14 @@ class EventFactory:
                 f"{copy.domain}.",
             )
             status["bounce-type"] = "hard"
-        elif kind == outcomes.SUPPRESSED:
-            item["reason"] = "suppress-bounce"
+        elif kind in _SUPPRESSED:
+            reason, code, text = _SUPPRESSED[kind]
+            item["reason"] = reason
             status = {
                 "attempt-no": 1,
-                "code": 605,
-                "message": "Not delivering to previously bounced address",
-                "description": "Not delivering to previously bounced address",
+                "code": code,
+                "message": text,
+                "description": text,
                 "enhanced-code": "",
                 "session-seconds": 0.0,
             }

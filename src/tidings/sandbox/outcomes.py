@@ -16,6 +16,8 @@ BOUNCED = "bounced"  # permanent, 550 5.1.1, reason bounce, hard
 NO_MX = "no-mx"  # permanent, 550 5.1.8: the *sending* domain has no MX record
 DEFERRED = "deferred"  # temporary, 451 4.7.1 greylisted
 SUPPRESSED = "suppressed"  # permanent, 605, reason suppress-bounce
+SUPPRESSED_UNSUBSCRIBE = "suppressed-unsubscribe"  # permanent, 606, suppress-unsubscribe
+SUPPRESSED_COMPLAINT = "suppressed-complaint"  # permanent, 607, suppress-complaint
 RCPT_NO_MX = "rcpt-no-mx"  # temporary, 498 "No MX for [domain]": the recipient's domain
 TOO_OLD = "too-old"  # permanent, 602 "Too old", reason old: Mailgun gave up retrying
 OPENED = "opened"
@@ -25,6 +27,12 @@ UNSUBSCRIBED = "unsubscribed"
 
 # Kinds after which the address is on the domain's bounce list.
 HARD_BOUNCES = frozenset({BOUNCED, NO_MX})
+# The step a send meets for each suppression list that blocks it (605, 606, 607).
+SUPPRESSED_BY: dict[str, str] = {
+    "bounce": SUPPRESSED,
+    "unsubscribe": SUPPRESSED_UNSUBSCRIBE,
+    "complaint": SUPPRESSED_COMPLAINT,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +81,20 @@ def outcome_tag(address: str) -> str:
 
 
 def steps_for(
-    address: str, *, suppressed: bool, track_opens: bool = True, track_clicks: bool = True
+    address: str,
+    *,
+    suppressed: bool | str | None,
+    track_opens: bool = True,
+    track_clicks: bool = True,
 ) -> tuple[str, ...]:
     """The steps an accepted message to ``address`` goes through.
 
-    An address that hard-bounced before is not tried again (Mailgun's 605). Opens and clicks
+    An address on a suppression list is not tried (``suppressed`` names the list: ``bounce``
+    605, ``unsubscribe`` 606, ``complaint`` 607; ``True`` means bounce). Opens and clicks
     are only recorded when their tracking is on, as at Mailgun.
     """
     if suppressed:
-        return (SUPPRESSED,)
+        return (SUPPRESSED_BY.get(str(suppressed), SUPPRESSED),)
     steps = SCENARIOS[outcome_tag(address)].steps
     if not track_opens:
         steps = tuple(step for step in steps if step != OPENED)

@@ -12,6 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from tidings.sandbox.suppressions import Suppressions
+
 JSON = dict[str, Any]
 
 WEBHOOK_KINDS: tuple[str, ...] = (
@@ -135,7 +137,7 @@ class Store:
         self.messages_by_id: dict[str, list[MessageCopy]] = defaultdict(list)
         self.messages_by_key: dict[int, MessageCopy] = {}
         self.logs: dict[str, DomainLog] = {domain: DomainLog() for domain in domains}
-        self.bounced: set[tuple[str, str]] = set()  # (domain, address lower-case)
+        self.suppressions = Suppressions(self.domains)  # bounces, unsubscribes, ...
         self.webhooks: dict[str, dict[str, list[str]]] = {domain: {} for domain in domains}
         self.request_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.webhooks_posted = 0
@@ -163,7 +165,7 @@ class Store:
         self.messages_by_id.clear()
         self.messages_by_key.clear()
         self.logs = {domain: DomainLog() for domain in self.domains}
-        self.bounced.clear()
+        self.suppressions.clear()
         return count
 
     # -- events ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from tidings.store.clock import to_ms, utcnow
 from tidings.store.database import Conn
@@ -94,3 +95,52 @@ async def remove(conn: Conn, address: str) -> bool:
         suppressions.delete().where(suppressions.c.address == address.strip().lower())
     )
     return bool(result.rowcount)
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """An entry of a provider's own list, to be added to Tidings' list."""
+
+    address: str
+    reason: str
+    code: int | None
+    detail: str | None
+    created_at: datetime | None = None
+
+
+async def add_many(conn: Conn, entries: list[Imported]) -> int:
+    """Add the entries whose address is not listed yet (a listed one keeps its first
+    entry, as :func:`add` does); how many were added."""
+    fresh: dict[str, Imported] = {}
+    for entry in entries:
+        address = entry.address.strip().lower()
+        if address and address not in fresh:
+            fresh[address] = entry
+    if not fresh:
+        return 0
+    known = await get_many(conn, list(fresh))
+    rows = [
+        {
+            "address": address,
+            "reason": entry.reason,
+            "code": entry.code,
+            "detail": entry.detail,
+            "message_id": None,
+            "created_at": entry.created_at or utcnow(),
+        }
+        for address, entry in fresh.items()
+        if address not in known
+    ]
+    if not rows:
+        return 0
+    # Another process may import the same list at the same moment: the first row wins.
+    insert = (
+        postgresql.insert(suppressions)
+        if conn.dialect.name == "postgresql"
+        else sqlite.insert(suppressions)
+    ).on_conflict_do_nothing()
+    added = 0
+    for row in rows:
+        result = await conn.execute(insert.values(**row))
+        added += int(bool(result.rowcount))
+    return added

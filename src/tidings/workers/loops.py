@@ -11,11 +11,13 @@ from tidings.workers.dispatcher import Dispatcher
 from tidings.workers.notifier import Notifier
 from tidings.workers.poller import Poller
 from tidings.workers.supervise import keep_running
+from tidings.workers.suppression_sync import SuppressionSync
 from tidings.workers.sweeper import Sweeper
 
 
 def start_loops(rt: Runtime, providers: Providers, stop: asyncio.Event) -> list[asyncio.Task[None]]:
-    """Dispatcher, poller, notifier and sweeper as tasks that end once ``stop`` is set."""
+    """Dispatcher, poller, notifier, sweeper and the suppression sync as tasks that end once
+    ``stop`` is set."""
     return [
         asyncio.create_task(
             keep_running(rt, "dispatcher", lambda: Dispatcher(rt, providers).run(stop), stop),
@@ -29,5 +31,11 @@ def start_loops(rt: Runtime, providers: Providers, stop: asyncio.Event) -> list[
         ),
         asyncio.create_task(
             keep_running(rt, "sweeper", lambda: Sweeper(rt).run(stop), stop), name="sweeper"
+        ),
+        asyncio.create_task(
+            keep_running(
+                rt, "suppression_sync", lambda: SuppressionSync(rt, providers).run(stop), stop
+            ),
+            name="suppression_sync",
         ),
     ]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from yarl import URL
@@ -495,6 +495,42 @@ class MailgunClient:
             self._domain_url(config, f"/webhooks/{name}"),
             not_found=f"Mailgun has no {name!r} webhook for {config.domain}",
         )
+
+    # -- suppression lists (bounces, unsubscribes, complaints) ------------------------------
+
+    async def suppressions_page(
+        self, config: MailgunConfig, name: str, *, url: str | None = None, limit: int = 1000
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``GET /v3/{domain}/{name}`` (the first, or the one at a
+        ``paging.next`` URL, which must be on the configuration's host): its items and the
+        next page's URL."""
+        if url is None:
+            first = f"{config.base_url.rstrip('/')}/v3/{config.domain}/{name}"
+            data = await self._api(config, "GET", first, params={"limit": str(limit)})
+        else:
+            if URL(url).origin() != URL(config.base_url).origin():
+                raise MailgunConfigError(
+                    f"refusing to follow a {name} page on {URL(url).origin()}: the "
+                    f"configuration talks to {URL(config.base_url).origin()} and the API key "
+                    "goes with the call"
+                )
+            data = await self._api(config, "GET", url)
+        page = _events_page(data)  # the same {"items", "paging": {"next"}} shape
+        return page.items, page.next_url
+
+    async def delete_suppression(self, config: MailgunConfig, name: str, address: str) -> bool:
+        """``DELETE /v3/{domain}/{name}/{address}``: True if it was listed, False if Mailgun
+        had no such entry (404 for the address, not for the domain)."""
+        url = f"{config.base_url.rstrip('/')}/v3/{config.domain}/{name}/{quote(address, safe='')}"
+        try:
+            await self._api(
+                config, "DELETE", url, not_found=f"{address} is not on {config.domain}'s {name}"
+            )
+        except MailgunAPIError as exc:
+            if exc.status_code == 404 and "domain not found" not in exc.body.lower():
+                return False
+            raise
+        return True
 
 
 def _is_mailgun(base_url: str) -> bool:

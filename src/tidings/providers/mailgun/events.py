@@ -66,6 +66,14 @@ def _derived_id(item: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
+# Mailgun's delivery codes for a send it dropped because the address is on a list.
+SUPPRESSION_CODES: dict[int, str] = {
+    605: "suppress-bounce",
+    606: "suppress-unsubscribe",
+    607: "suppress-complaint",
+}
+
+
 def parse_event_item(item: dict[str, Any]) -> DeliveryEvent:
     """One Mailgun event item as a provider-neutral event; ``raw`` is the item itself."""
     if not isinstance(item, dict):
@@ -86,6 +94,11 @@ def parse_event_item(item: dict[str, Any]) -> DeliveryEvent:
     variables = _dict(item.get("user-variables"))  # [] when there are none
 
     reason = _text(item.get("reason")) or _text(reject.get("reason"))
+    code = _code(status.get("code"))
+    if kind is EventKind.FAILED and code in SUPPRESSION_CODES:
+        # 605/606/607 name the list that dropped the send, whatever the reason says (older
+        # events and some webhooks carry reason "generic" or none with these codes).
+        reason = SUPPRESSION_CODES[code]
     message_text = (
         _text(status.get("message"))
         or _text(status.get("description"))
@@ -105,11 +118,11 @@ def parse_event_item(item: dict[str, Any]) -> DeliveryEvent:
         domain=(domain.lower() if domain else None) or message_id_domain(provider_message_id),
         severity=_text(item.get("severity")),
         reason=reason,
-        code=_code(status.get("code")),
+        code=code,
         message=message_text,
         url=_text(item.get("url")),
         raw=item,
-        hint=_hint(kind, message_text, _code(status.get("code"))),
+        hint=_hint(kind, message_text, code),
     )
 
 

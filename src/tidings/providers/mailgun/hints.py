@@ -188,8 +188,9 @@ HINTS: tuple[tuple[Hint, _Predicate], ...] = (
                 "Mailgun drops further messages to it to protect the domain's reputation."
             ),
             fix=(
-                "Confirm the address is valid now, then remove it from the domain's Bounces "
-                "list in Mailgun (and from Tidings' suppression list)."
+                "Confirm the address is valid now, then remove it from Tidings' suppression "
+                "list (tidings suppressions delete ADDRESS, or DELETE /suppressions/ADDRESS): "
+                "that removes it from the domain's lists at Mailgun too."
             ),
         ),
         lambda status, message, code: code == 605,
@@ -198,8 +199,14 @@ HINTS: tuple[tuple[Hint, _Predicate], ...] = (
         Hint(
             key="suppressed-unsubscribe",
             title="Mailgun did not send: the recipient unsubscribed (606)",
-            explanation="The address is on the domain's unsubscribe list.",
-            fix="Respect it; only the recipient should ask to be resubscribed.",
+            explanation=(
+                "The address is on the domain's unsubscribe list at Mailgun; Tidings puts it "
+                "on its own suppression list too, so it will not try again."
+            ),
+            fix=(
+                "Respect it; only the recipient should ask to be resubscribed. If they do, "
+                "remove it from Tidings' suppression list, which removes it at Mailgun too."
+            ),
         ),
         lambda status, message, code: code == 606,
     ),
@@ -207,8 +214,14 @@ HINTS: tuple[tuple[Hint, _Predicate], ...] = (
         Hint(
             key="suppressed-complaint",
             title="Mailgun did not send: the recipient marked mail as spam (607)",
-            explanation="The address is on the domain's complaints list.",
-            fix="Do not send to it again unless the recipient asks for mail explicitly.",
+            explanation=(
+                "The address is on the domain's complaints list at Mailgun; Tidings puts it "
+                "on its own suppression list too, so it will not try again."
+            ),
+            fix=(
+                "Do not send to it again unless the recipient asks for mail explicitly; then "
+                "remove it from Tidings' suppression list, which removes it at Mailgun too."
+            ),
         ),
         lambda status, message, code: code == 607,
     ),

@@ -38,6 +38,7 @@ from tidings.providers.mailgun.hints import HINTS, hint_for
 from tidings.providers.mailgun.lookup import find_sent
 from tidings.providers.mailgun.payload import MailgunRequest, build_request, redact
 from tidings.providers.mailgun.settings import MailgunConfig, MailgunSettings
+from tidings.providers.mailgun.suppressions import MailgunSuppressionLists
 from tidings.providers.mailgun.webhooks import WebhookParseError, check_webhook, parse_webhook
 
 __all__ = ["MailgunEventFeed", "MailgunProvider", "MailgunWebhookReader"]
@@ -140,6 +141,7 @@ class MailgunProvider(Provider):
         )
         self.webhooks = MailgunWebhookReader()
         self.events = MailgunEventFeed(self.client)
+        self.suppressions = MailgunSuppressionLists(self.client)
 
     async def close(self) -> None:
         await self.client.close()
