@@ -68,7 +68,14 @@ def parse_mime_send(
     if html is not None:
         synthesised.append(("html", html))
     parts: list[tuple[str, Part]] = []
-    for index, part in enumerate(message.iter_attachments()):
+    # Every leaf but the two body parts, however deeply nested (inline images sit in a
+    # multipart/related next to the HTML part).
+    leaves = [
+        part
+        for part in message.walk()
+        if not part.is_multipart() and part is not text_part and part is not html_part
+    ]
+    for index, part in enumerate(leaves):
         payload = part.get_payload(decode=True)
         data = payload if isinstance(payload, bytes) else b""
         filename = part.get_filename() or f"attachment-{index + 1}"

@@ -80,7 +80,9 @@ def storage_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
             }
         )
         if request.headers.get("accept", "").startswith("message/rfc2822"):
-            body["body-mime"] = mime.as_string()
+            # A MIME send answers the bytes it was sent, not a re-serialisation of them.
+            raw = copy.mime.decode("utf-8", "replace") if copy.mime is not None else None
+            body["body-mime"] = raw if raw is not None else mime.as_string()
             return body
         body.update(
             {
