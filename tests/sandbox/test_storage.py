@@ -80,7 +80,7 @@ def test_get_answers_the_stored_message_in_mailguns_shape(running: Running) -> N
     parsed = email.message_from_string(mime["body-mime"], policy=email.policy.default)
     assert parsed["Subject"] == "Hello"
     assert parsed["Message-Id"] == f"<{message_id}>"
-    [part] = list(parsed.iter_attachments())  # type: ignore[attr-defined]
+    [part] = list(parsed.iter_attachments())
     assert part.get_payload(decode=True) == REPORT
 
 
