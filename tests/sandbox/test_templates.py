@@ -153,6 +153,12 @@ def test_versions_create_list_get_update_copy_delete(running: Running) -> None:
         ).json()["template"]["version"]
         assert (active["tag"], active["template"]) == ("v1", "v1b {{n}}")
 
+        stuck = mailgun.templates.put(
+            domain=DOMAIN, template_name="order", versions=True, tag="v1", data={"active": "no"}
+        )
+        assert stuck.status_code == 400
+        assert "cannot be deactivated" in stuck.json()["message"]
+
         copied = mailgun.templates.put(
             domain=DOMAIN,
             template_name="order",

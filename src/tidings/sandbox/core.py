@@ -233,11 +233,11 @@ class Sandbox:
         version's From and Subject fill in what the send left out."""
         variables = {**copy.variables, **request.template_variables}
         try:
-            copy.html = render(version.template, variables)
+            copy.html = render(version.compiled[version.template], variables)
             if request.template_text:
                 copy.text = _text_of(copy.html)
             if not request.subject_given and "Subject" in version.headers:
-                copy.subject = render(version.headers["Subject"], variables)
+                copy.subject = render(version.compiled[version.headers["Subject"]], variables)
         except RenderError as error:
             self._reject(request, domain, message_id, now, f"template cannot be rendered: {error}")
             raise MailgunError(400, f"template cannot be rendered: {error}") from error

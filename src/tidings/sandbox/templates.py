@@ -4,19 +4,23 @@ Mailgun keeps templates per domain; each has versions (a tag, the Handlebars sou
 optional comment and headers), one of which is active. A send naming ``template`` renders
 the active version (or ``t:version``) with the send's variables.
 
-Templates are user content, so rendering is bounded: the source is at most
-:data:`MAX_SOURCE_BYTES`, the standard helpers are the only ones (``log`` does nothing,
-partials do not exist), every block a helper runs counts against :data:`MAX_BLOCK_CALLS`
-and a time budget of :data:`RENDER_SECONDS`, and the output is at most
-:data:`MAX_OUTPUT_CHARS`. Going over any of them is a :class:`RenderError`, never a hang.
+Templates are user content, so both steps are bounded. Compiling (pybars3's grammar is
+slow: about 0.4 s per kB) happens once, when a version is stored, in a worker thread, one
+at a time, for at most :data:`COMPILE_SECONDS`, on a source of at most
+:data:`MAX_SOURCE_BYTES`; sends only run the compiled function. Rendering has the standard
+helpers only (``log`` does nothing, partials do not exist); every block a helper runs
+counts against :data:`MAX_BLOCK_CALLS` and a time budget of :data:`RENDER_SECONDS`, and
+the output is at most :data:`MAX_OUTPUT_CHARS`. Going over any bound is a
+:class:`RenderError`, never a hang.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -30,8 +34,10 @@ MAX_SOURCE_BYTES = 100 * 1024  # Mailgun's documented size limit of a template v
 MAX_OUTPUT_CHARS = 2 * 1024 * 1024
 MAX_BLOCK_CALLS = 20_000
 RENDER_SECONDS = 1.0
+COMPILE_SECONDS = 60.0
 TEMPLATE_HEADERS = ("From", "Subject", "Reply-To")  # the only ones Mailgun supports
-_CACHE_SIZE = 256
+
+Compiled = Callable[..., Any]
 
 
 class RenderError(Exception):
@@ -52,6 +58,8 @@ class Version:
     created_at: float
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     active: bool = False
+    # The compiled template and header sources, by source (see compile_all).
+    compiled: dict[str, Compiled] = field(default_factory=dict, repr=False, compare=False)
 
     def describe(self, *, content: bool = True) -> JSON:
         shown: JSON = {
@@ -122,10 +130,14 @@ class TemplateStore:
 
     @staticmethod
     def new_version(
-        template: Template, tag: str, source: str, comment: str, headers: dict[str, str]
+        template: Template,
+        tag: str,
+        source: str,
+        comment: str,
+        headers: dict[str, str],
+        compiled: dict[str, Compiled],
     ) -> Version:
-        check_source(source)
-        version = Version(tag, source, comment, headers, time.time())
+        version = Version(tag, source, comment, headers, time.time(), compiled=compiled)
         template.versions[tag] = version
         return version
 
@@ -185,34 +197,41 @@ def _bounded_helpers(budget: _Budget) -> dict[str, Callable[..., Any]]:
     return helpers
 
 
-_compiled: OrderedDict[str, Callable[..., Any]] = OrderedDict()
+_compiling = threading.Lock()  # one compile at a time: a bound on CPU, and pybars' state
 
 
-def check_source(source: str) -> None:
-    """Refuse a source that is too big or is not valid Handlebars."""
+def compile_source(source: str) -> Compiled:
+    """Compile one source (blocking: run it off the event loop), or a RenderError."""
     if len(source.encode()) > MAX_SOURCE_BYTES:
         raise RenderError(f"the template is larger than {MAX_SOURCE_BYTES // 1024} kB")
-    _compile(source)
-
-
-def _compile(source: str) -> Callable[..., Any]:
-    found = _compiled.get(source)
-    if found is not None:
-        _compiled.move_to_end(source)
-        return found
-    try:
-        compiled: Callable[..., Any] = pybars.Compiler().compile(source)
-    except Exception as exc:  # pybars raises its own and the grammar's errors
-        raise RenderError(f"the template is not valid Handlebars: {exc}") from exc
-    _compiled[source] = compiled
-    if len(_compiled) > _CACHE_SIZE:
-        _compiled.popitem(last=False)
+    with _compiling:
+        try:
+            compiled: Compiled = pybars.Compiler().compile(source)
+        except Exception as exc:  # pybars' and its grammar's errors, deep nesting
+            raise RenderError(f"the template is not valid Handlebars: {exc}") from exc
     return compiled
 
 
-def render(source: str, variables: JSON) -> str:
-    """Render ``source`` with Handlebars semantics (HTML-escaped ``{{x}}``) within bounds."""
-    compiled = _compile(source)
+async def compile_all(sources: Iterable[str]) -> dict[str, Compiled]:
+    """Compile every source in a worker thread, within :data:`COMPILE_SECONDS`."""
+    unique = list(dict.fromkeys(sources))
+    for source in unique:  # refuse an oversized source before spending a thread on it
+        if len(source.encode()) > MAX_SOURCE_BYTES:
+            raise RenderError(f"the template is larger than {MAX_SOURCE_BYTES // 1024} kB")
+    try:
+        compiled = await asyncio.wait_for(
+            asyncio.to_thread(lambda: [compile_source(source) for source in unique]),
+            COMPILE_SECONDS,
+        )
+    except TimeoutError as exc:
+        raise RenderError(
+            f"the template takes more than {COMPILE_SECONDS:.0f} s to compile"
+        ) from exc
+    return dict(zip(unique, compiled, strict=True))
+
+
+def render(compiled: Compiled, variables: JSON) -> str:
+    """Run a compiled template with Handlebars semantics (HTML-escaped ``{{x}}``), bounded."""
     budget = _Budget()
     try:
         output = str(compiled(variables, helpers=_bounded_helpers(budget), partials={}))

@@ -26,11 +26,12 @@ from tidings.sandbox.messages_api import Endpoint
 from tidings.sandbox.templates import (
     ENGINE,
     TEMPLATE_HEADERS,
+    Compiled,
     RenderError,
     Template,
     TemplateStore,
     Version,
-    check_source,
+    compile_all,
 )
 from tidings.sandbox.urls import api_base
 
@@ -186,12 +187,12 @@ def templates_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
             raise version_not_found()
         return found
 
-    def checked_source(source: str) -> str:
+    async def compiled(source: str, headers: dict[str, str]) -> dict[str, Compiled]:
+        """The version's template and header sources compiled (off the loop), or a 400."""
         try:
-            check_source(source)
+            return await compile_all([source, *headers.values()])
         except RenderError as error:
             raise MailgunError(400, f"template is invalid: {error}") from error
-        return source
 
     # -- templates ------------------------------------------------------------------------
 
@@ -231,12 +232,16 @@ def templates_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
         )
         shown = template.describe()
         if source is not None:
+            ready = await compiled(source, headers)
+            if name in templates.of(domain):  # stored by another request meanwhile
+                raise MailgunError(409, f"template with name '{name}' already exists")
             version = templates.new_version(
                 template,
                 values.get("tag") or "initial",
-                checked_source(source),
+                source,
                 values.get("comment", ""),
                 headers,
+                ready,
             )
             template.activate(version.tag)
             shown["version"] = version.describe()
@@ -300,8 +305,11 @@ def templates_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
             raise MailgunError(409, f"version with tag '{tag}' already exists")
         headers = _headers(values.get("headers"))
         active = _flag(values.get("active", "no"), "active")
+        ready = await compiled(values["template"], headers)
+        if tag in template.versions:  # stored by another request meanwhile
+            raise MailgunError(409, f"version with tag '{tag}' already exists")
         version = templates.new_version(
-            template, tag, checked_source(values["template"]), values.get("comment", ""), headers
+            template, tag, values["template"], values.get("comment", ""), headers, ready
         )
         if active or template.active() is None:
             template.activate(tag)
@@ -327,13 +335,19 @@ def templates_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
         values = await fields_of(request, ("template", "comment", "active", "headers"))
         if not values:
             raise MailgunError(400, "No fields to update")
-        if "template" in values:
-            found.template = checked_source(values["template"])
+        activate = _flag(values["active"], "active") if "active" in values else None
+        if activate is False and found.active:
+            raise MailgunError(
+                400, "the active version cannot be deactivated: activate another version instead"
+            )
+        if "template" in values or "headers" in values:
+            source = values.get("template", found.template)
+            headers = _headers(values["headers"]) if "headers" in values else found.headers
+            found.compiled = await compiled(source, headers)
+            found.template, found.headers = source, headers
         if "comment" in values:
             found.comment = values["comment"]
-        if "headers" in values:
-            found.headers = _headers(values["headers"])
-        if "active" in values and _flag(values["active"], "active"):
+        if activate:
             template.activate(found.tag)
         return {
             "message": "version has been updated",
@@ -356,6 +370,7 @@ def templates_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
             found.template,
             params.get("comment", found.comment),
             dict(found.headers),
+            dict(found.compiled),
         )
         if replaced is not None and replaced.active:
             template.activate(new_tag)
