@@ -99,6 +99,8 @@ def test_listing_pages_with_page_p_and_limit(running: Running) -> None:
         back = requests.get(last["paging"]["previous"], auth=AUTH).json()
         assert [t["name"] for t in back["items"]] == ["b", "c"]
 
+        no_pivot = mailgun.templates.get(domain=DOMAIN, filters={"page": "next"})
+        assert no_pivot.json() == {"message": "Invalid parameter: pivot "}
         bad = mailgun.templates.get(domain=DOMAIN, filters={"limit": 101})
         assert bad.status_code == 400
         assert "limit" in bad.json()["message"]
@@ -183,16 +185,18 @@ def test_versions_create_list_get_update_copy_delete(running: Running) -> None:
             domain=DOMAIN, template_name="order", versions=True, tag="v2"
         )
         assert missing.status_code == 404
-        assert missing.json() == {"message": "version not found"}
+        assert missing.json() == {"message": "template version not found"}
 
 
 @pytest.mark.parametrize(
     ("data", "status", "needle"),
     [
-        ({"description": "no name"}, 400, "name parameter is missing"),
+        ({"description": "no name"}, 400, "Missing mandatory parameter: name"),
+        ({"name": "two words"}, 400, "Invalid parameter: name is invalid"),
+        ({"name": "x", "tag": "v1"}, 400, "Missing mandatory parameter: template"),
         ({"name": "x", "colour": "red"}, 400, "'colour'"),
         ({"name": "x", "template": "{{/if}}"}, 400, "not valid Handlebars"),
-        ({"name": "x", "template": "hi", "engine": "go"}, 400, "engine 'go'"),
+        ({"name": "x", "template": "hi", "engine": "go"}, 400, "engine go is not supported"),
         ({"name": "x", "template": "hi", "headers": '{"X-Foo": "1"}'}, 400, "'X-Foo'"),
         ({"name": "x", "template": "x" * (100 * 1024 + 1)}, 400, "larger than 100 kB"),
     ],

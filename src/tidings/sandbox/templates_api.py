@@ -49,7 +49,18 @@ def template_not_found() -> MailgunError:
 
 
 def version_not_found() -> MailgunError:
-    return MailgunError(404, "version not found")
+    return MailgunError(404, "template version not found")
+
+
+def missing(name: str) -> MailgunError:
+    return MailgunError(400, f"Missing mandatory parameter: {name}")
+
+
+def unsupported_engine(engine: str) -> MailgunError:
+    # Mailgun also has a "go" engine; the sandbox renders Handlebars only.
+    return MailgunError(
+        400, f"Invalid parameter: engine {engine} is not supported (the sandbox has {ENGINE})"
+    )
 
 
 def _flag(value: str, name: str) -> bool:
@@ -99,6 +110,8 @@ def _page(
         if not 1 <= limit <= MAX_LIMIT:
             raise MailgunError(400, f"Invalid limit: must be an integer between 1 and {MAX_LIMIT}")
     page = params.get("page", "first")
+    if page == "prev":  # the spelling of Mailgun's own paging URLs (mailgun-go's mock)
+        page = "previous"
     if page not in PAGES:
         raise MailgunError(400, "Invalid page: expected one of first, last, next, previous")
     pivot = params.get("p")
@@ -107,8 +120,8 @@ def _page(
         return list(items[:limit]), limit
     if page == "last":
         return list(items[-limit:]), limit
-    if pivot is None:
-        raise MailgunError(400, f"Invalid p: page={page} needs the pivot 'p'")
+    if not pivot:
+        raise MailgunError(400, "Invalid parameter: pivot ")
     # The pivot is the key of the page's last (next) or first (previous) item; a key that
     # is gone since falls between its neighbours by order.
     if pivot in keys:
@@ -218,15 +231,17 @@ def templates_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
         )
         name = values.get("name", "").strip().lower()
         if not name:
-            raise MailgunError(400, "name parameter is missing")
+            raise missing("name")
+        if any(c.isspace() for c in name) or "/" in name:
+            raise MailgunError(400, "Invalid parameter: name is invalid")
         if values.get("engine", ENGINE).lower() != ENGINE:
-            raise MailgunError(400, f"engine '{values['engine']}' is not supported: use {ENGINE}")
+            raise unsupported_engine(values["engine"])
         if name in templates.of(domain):
             raise MailgunError(409, f"template with name '{name}' already exists")
         headers = _headers(values.get("headers"))
         source = values.get("template")
         if source is None and ("tag" in values or "comment" in values):
-            raise MailgunError(400, "template parameter is missing")
+            raise missing("template")
         template = Template(
             name, values.get("description", ""), values.get("createdBy", ""), time.time()
         )
@@ -256,7 +271,7 @@ def templates_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
                 if name != "active":
                     raise MailgunError(400, f"'{name}' parameter is not supported here")
             shown = template.describe()
-            if _flag(params.get("active", "no"), "active"):
+            if _flag(params.get("active", "no"), "active"):  # yes (documented) or true
                 active = template.active()
                 if active is not None:
                     shown["version"] = active.describe()
@@ -269,7 +284,7 @@ def templates_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
             }, 200
         values = await fields_of(request, ("description",))
         if "description" not in values:
-            raise MailgunError(400, "description parameter is missing")
+            raise MailgunError(400, "No fields are provided to update")
         template.description = values["description"]
         return {"message": "template has been updated", "template": {"name": template.name}}, 200
 
@@ -295,19 +310,19 @@ def templates_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
             request, ("template", "tag", "comment", "active", "headers", "engine")
         )
         tag = values.get("tag", "").strip()
+        if not values.get("template"):
+            raise missing("template")
         if not tag:
-            raise MailgunError(400, "tag parameter is missing")
-        if "template" not in values:
-            raise MailgunError(400, "template parameter is missing")
+            raise missing("tag")
         if values.get("engine", ENGINE).lower() != ENGINE:
-            raise MailgunError(400, f"engine '{values['engine']}' is not supported: use {ENGINE}")
+            raise unsupported_engine(values["engine"])
         if tag in template.versions:
-            raise MailgunError(409, f"version with tag '{tag}' already exists")
+            raise MailgunError(409, f"version {tag} already exists")
         headers = _headers(values.get("headers"))
         active = _flag(values.get("active", "no"), "active")
         ready = await compiled(values["template"], headers)
         if tag in template.versions:  # stored by another request meanwhile
-            raise MailgunError(409, f"version with tag '{tag}' already exists")
+            raise MailgunError(409, f"version {tag} already exists")
         version = templates.new_version(
             template, tag, values["template"], values.get("comment", ""), headers, ready
         )
@@ -334,7 +349,7 @@ def templates_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
             }, 200
         values = await fields_of(request, ("template", "comment", "active", "headers"))
         if not values:
-            raise MailgunError(400, "No fields to update")
+            raise MailgunError(400, "No fields are provided to update")
         activate = _flag(values["active"], "active") if "active" in values else None
         if activate is False and found.active:
             raise MailgunError(
