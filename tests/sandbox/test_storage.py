@@ -63,6 +63,8 @@ def test_get_answers_the_stored_message_in_mailguns_shape(running: Running) -> N
     assert body["body-html"] == body["stripped-html"] == "<p>Hi there</p>"
     assert body["Content-Type"].startswith("multipart/mixed")
     assert ["Subject", "Hello"] in body["message-headers"]
+    assert body["message-url"] == url
+    assert body["content-id-map"] == {}
     [attachment] = body["attachments"]
     assert attachment == {
         "url": f"{url}/attachments/0",

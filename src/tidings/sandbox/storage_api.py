@@ -93,8 +93,15 @@ def storage_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
                 "stripped-signature": "",
                 "message-headers": headers,
                 "attachments": attachments,
+                "message-url": url,
                 "content-id-map": {
-                    f"<{part.filename}>": f"{url}/inline/{n}" for n, part in enumerate(copy.inline)
+                    f"<{part.filename}>": {
+                        "url": f"{url}/inline/{n}",
+                        "content-type": bare_content_type(part.content_type),
+                        "name": part.filename,
+                        "size": len(part.data),
+                    }
+                    for n, part in enumerate(copy.inline)
                 },
             }
         )
