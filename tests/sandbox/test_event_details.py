@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from tests.sandbox.conftest import DOMAIN, Running, basic_message, sdk, send, wait_until
+from tests.sandbox.conftest import DOMAIN, KEY, Running, basic_message, sdk, send, wait_until
 
 
 def events(running: Running, **filters: Any) -> list[dict[str, Any]]:
@@ -100,3 +100,34 @@ def test_refused_sends_are_rejected_events_with_a_reason(running: Running) -> No
     assert send(running.base, {"to": "ann@example.test"}).status_code == 400
     assert [e["event"] for e in events(running)] == ["rejected"]
     assert requests.get(running.api("/messages")).json() == []
+
+
+def test_a_batch_copy_lists_only_its_own_recipient(running: Running) -> None:
+    data = basic_message(
+        to=["ann@example.test", "bob@example.test"],
+        **{"recipient-variables": '{"ann@example.test": {}, "bob@example.test": {}}'},
+    )
+    assert send(running.base, data).status_code == 200
+    accepted = events(running, event="accepted")
+    assert {e["recipient"]: e["message"]["recipients"] for e in accepted} == {
+        "ann@example.test": ["ann@example.test"],
+        "bob@example.test": ["bob@example.test"],
+    }
+
+
+async def test_the_async_client_filters_events(running: Running) -> None:
+    import asyncio
+
+    from mailgun.client import AsyncClient
+    from mailgun.config import RetryPolicy
+
+    files = [("attachment", ("a.pdf", b"x" * 3000, "application/pdf"))]
+    answer = await asyncio.to_thread(send, running.base, basic_message(), files)
+    assert answer.status_code == 200
+    async with AsyncClient(
+        auth=("api", KEY), api_url=running.base, retry_policy=RetryPolicy(max_retries=0)
+    ) as mailgun:
+        found = await mailgun.events.get(
+            domain=DOMAIN, filters={"event": "accepted", "attachment": "a.pdf", "size": ">2000"}
+        )
+    assert [e["recipient"] for e in found.json()["items"]] == ["ann@example.test"]

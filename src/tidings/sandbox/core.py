@@ -129,10 +129,11 @@ class Sandbox:
                 self._apply_template(copy, request, version, domain, message_id, now)
             copies.append(copy)
         # Rendered first, stored after: a template that fails for one copy refuses the send.
+        # A batch (recipient-variables) is one message per recipient, as its To shows.
         recipients = [copy.recipient for copy in copies]
         for copy in copies:
             lowered = copy.recipient.lower()
-            copy.recipients = recipients
+            copy.recipients = [copy.recipient] if batch is not None else recipients
             copy.size = base_size + (len(copy.html or "") if version is not None else 0)
             if delivery_delay > 0:
                 copy.scheduled_for = now + delivery_delay

@@ -120,7 +120,7 @@ def _page(
         return list(items[:limit]), limit
     if page == "last":
         return list(items[-limit:]), limit
-    if not pivot:
+    if pivot is None:  # (an empty pivot, from the links of an empty page, is "before all")
         raise MailgunError(400, "Invalid parameter: pivot ")
     # The pivot is the key of the page's last (next) or first (previous) item; a key that
     # is gone since falls between its neighbours by order.
