@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.sandbox.conftest import DOMAIN, KEY, Running, basic_message, send, wait_until
+from tests.sandbox.conftest import DOMAIN, KEY, Running, basic_message, sdk, send, wait_until
 
 ID = re.compile(r"^<\d{14}\.[0-9a-f]+@" + re.escape(DOMAIN) + ">$")
 
@@ -218,6 +218,10 @@ def test_form_rules_answer_mailgun_400s(
 
 
 def test_template_replaces_body_from_and_subject(running: Running) -> None:
+    # A stored template may stand in for from, subject and body (tests/sandbox/test_templates.py
+    # covers rendering); an unknown one is refused there.
+    with sdk(running.base) as mailgun:
+        mailgun.templates.create(domain=DOMAIN, data={"name": "welcome", "template": "Hi"})
     response = send(running.base, {"to": "ann@example.test", "template": "welcome"})
     assert response.status_code == 200
 

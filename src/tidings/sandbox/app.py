@@ -23,9 +23,11 @@ from tidings.sandbox.errors import json_response
 from tidings.sandbox.events_api import events_endpoints
 from tidings.sandbox.inbox import inbox_endpoints
 from tidings.sandbox.inspection import inspection_endpoints
-from tidings.sandbox.messages_api import Endpoint, send_endpoint
+from tidings.sandbox.messages_api import Endpoint, mime_send_endpoint, send_endpoint
 from tidings.sandbox.settings import SandboxSettings
 from tidings.sandbox.suppressions_api import LISTS, suppressions_endpoints
+from tidings.sandbox.storage_api import storage_endpoints
+from tidings.sandbox.templates_api import templates_endpoints
 from tidings.sandbox.webhooks_api import webhooks_endpoints
 
 
@@ -33,6 +35,8 @@ def build_app(sandbox: Sandbox, prefix: str = "/sandbox") -> Starlette:
     prefix = prefix.rstrip("/")
     list_events, events_page = events_endpoints(sandbox)
     hooks = webhooks_endpoints(sandbox)
+    templates = templates_endpoints(sandbox)
+    storage = storage_endpoints(sandbox)
     local = _loopback_only if sandbox.settings.inspection_loopback_only else _anyone
     inspect = {name: local(fn) for name, fn in inspection_endpoints(sandbox).items()}
     inbox = {name: local(fn) for name, fn in inbox_endpoints(sandbox).items()}
@@ -50,6 +54,29 @@ def build_app(sandbox: Sandbox, prefix: str = "/sandbox") -> Starlette:
         Route("/v3/domains/{domain}", hooks["domain"], methods=["GET"]),
         Route("/v5/accounts/http_signing_key", hooks["signing_key"], methods=["GET"]),
         *_suppression_routes(listed),
+        # Templates, MIME sends and stored messages (issue 12).
+        Route("/v3/{domain}/messages.mime", mime_send_endpoint(sandbox), methods=["POST"]),
+        Route("/v3/{domain}/templates", templates["collection"], methods=["GET", "POST", "DELETE"]),
+        Route("/v3/{domain}/templates/{name}", templates["one"], methods=["GET", "PUT", "DELETE"]),
+        Route(
+            "/v3/{domain}/templates/{name}/versions", templates["versions"], methods=["GET", "POST"]
+        ),
+        Route(
+            "/v3/{domain}/templates/{name}/versions/{tag}",
+            templates["version"],
+            methods=["GET", "PUT", "DELETE"],
+        ),
+        Route(
+            "/v3/{domain}/templates/{name}/versions/{tag}/copy/{new_tag}",
+            templates["copy"],
+            methods=["PUT"],
+        ),
+        Route("/v3/domains/{domain}/messages/{key}", storage["message"], methods=["GET", "POST"]),
+        Route(
+            "/v3/domains/{domain}/messages/{key}/{which}/{n:int}",
+            storage["part"],
+            methods=["GET"],
+        ),
         Route(f"{prefix}/api/messages", inspect["messages"], methods=["GET", "DELETE"]),
         Route(f"{prefix}/api/messages/{{id}}/events", inspect["events"], methods=["GET"]),
         Route(

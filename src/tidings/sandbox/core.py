@@ -12,9 +12,11 @@ import random
 import re
 import time
 from email.utils import parsedate_to_datetime
+from html import unescape
 from typing import TYPE_CHECKING, Any
 
 from tidings.sandbox import outcomes
+from tidings.sandbox.errors import MailgunError
 from tidings.sandbox.eventshape import EventFactory, shared_parts
 from tidings.sandbox.faults import FaultInjector
 from tidings.sandbox.forms import Address, SendRequest
@@ -22,12 +24,16 @@ from tidings.sandbox.poster import WebhookPoster
 from tidings.sandbox.scheduler import Scheduler
 from tidings.sandbox.settings import SandboxSettings
 from tidings.sandbox.state import JSON, WEBHOOK_KINDS, MessageCopy, Store
+from tidings.sandbox.templates import RenderError, TemplateStore, Version, render
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+_TAGS = re.compile(r"<[^>]*>")
 _RECIPIENT_VAR = re.compile(r"%recipient\.([^%\s]+)%")
 _OFF = ("no", "false", "0")
+# How long a stored message answers at its storage URL: Mailgun's default retention.
+RETENTION_SECONDS = 3 * 24 * 3600
 
 
 class Sandbox:
@@ -37,6 +43,8 @@ class Sandbox:
         self.settings = settings or SandboxSettings()
         self.started_at = time.time()
         self.store = Store(self.settings.domains)
+        self.templates = TemplateStore(self.settings.domains)
+        self.retention_seconds: float = RETENTION_SECONDS
         self._rng = random.Random(self.settings.seed)
         self.events = EventFactory(self._rng)
         self.scheduler = Scheduler()
@@ -88,7 +96,9 @@ class Sandbox:
         tracking = options.get("tracking", "yes").lower() not in _OFF
         track_opens = tracking and options.get("tracking-opens", "yes").lower() not in _OFF
         track_clicks = tracking and options.get("tracking-clicks", "yes").lower() not in _OFF
-        first_delay = _delivery_delay(options.get("deliverytime"), now) + self.settings.event_delay
+        delivery_delay = _delivery_delay(options.get("deliverytime"), now)
+        first_delay = delivery_delay + self.settings.event_delay
+        version = self._template_version(request, domain, message_id, now)
         sender_address = request.sender_address
         storage_url = f"{storage_base}/v3/domains/{domain}/messages/{message_id.partition('@')[0]}"
         base_size = (
@@ -103,6 +113,7 @@ class Sandbox:
         batch = request.recipient_variables
         all_to = [a.display for a in request.to]
         seen: set[str] = set()
+        copies: list[MessageCopy] = []
         kinds = (
             [(a, "to") for a in request.to]
             + [(a, "cc") for a in request.cc]
@@ -114,7 +125,18 @@ class Sandbox:
                 continue  # Mailgun sends one copy per distinct address
             seen.add(lowered)
             copy = self._copy(request, domain, message_id, address, kind, batch, all_to, now)
-            copy.size = base_size
+            if version is not None:
+                self._apply_template(copy, request, version, domain, message_id, now)
+            copies.append(copy)
+        # Rendered first, stored after: a template that fails for one copy refuses the send.
+        # A batch (recipient-variables) is one message per recipient, as its To shows.
+        recipients = [copy.recipient for copy in copies]
+        for copy in copies:
+            lowered = copy.recipient.lower()
+            copy.recipients = [copy.recipient] if batch is not None else recipients
+            copy.size = base_size + (len(copy.html or "") if version is not None else 0)
+            if delivery_delay > 0:
+                copy.scheduled_for = now + delivery_delay
             to_header = ", ".join(copy.to)
             copy.shared = shared_parts(copy, sender_address, to_header, storage_url)
             self.store.add_message(copy)
@@ -181,7 +203,55 @@ class Sandbox:
             received_at=now,
             size=0,
             test_mode=request.options.get("testmode", "").lower() in ("yes", "true", "1"),
+            mime=request.mime,
         )
+
+    # -- stored templates -----------------------------------------------------------------
+
+    def _template_version(
+        self, request: SendRequest, domain: str, message_id: str, now: float
+    ) -> Version | None:
+        """The stored version a send names, or a 400 (and a rejected event) if none."""
+        if request.template is None:
+            return None
+        version = self.templates.resolve(domain, request.template, request.template_version)
+        if version is None:
+            what = "template version" if request.template_version else "template"
+            self._reject(request, domain, message_id, now, f"{what} not found")
+            raise MailgunError(400, f"{what} not found")
+        return version
+
+    def _apply_template(
+        self,
+        copy: MessageCopy,
+        request: SendRequest,
+        version: Version,
+        domain: str,
+        message_id: str,
+        now: float,
+    ) -> None:
+        """Render the copy's HTML (and text, with ``t:text``) from the stored version; the
+        version's From and Subject fill in what the send left out."""
+        variables = {**copy.variables, **request.template_variables}
+        try:
+            copy.html = render(version.compiled[version.template], variables)
+            if request.template_text:
+                copy.text = _text_of(copy.html)
+            if not request.subject_given and "Subject" in version.headers:
+                copy.subject = render(version.compiled[version.headers["Subject"]], variables)
+        except RenderError as error:
+            self._reject(request, domain, message_id, now, f"template cannot be rendered: {error}")
+            raise MailgunError(400, f"template cannot be rendered: {error}") from error
+        if not request.sender_given and "From" in version.headers:
+            copy.sender = version.headers["From"]
+        if "Reply-To" in version.headers and "Reply-To" not in copy.headers:
+            copy.headers = {**copy.headers, "Reply-To": version.headers["Reply-To"]}
+
+    def _reject(
+        self, request: SendRequest, domain: str, message_id: str, now: float, why: str
+    ) -> None:
+        """Record Mailgun's ``rejected`` event for a send refused after it was read."""
+        self.emit(domain, self.events.rejected(request, domain, message_id, why), now)
 
     def _advance(self, copy: MessageCopy, steps: tuple[str, ...], index: int, attempt: int) -> None:
         if self.store.messages_by_key.get(copy.key) is not copy:
@@ -215,6 +285,11 @@ class Sandbox:
     def reset(self) -> int:
         self.scheduler.clear()
         return self.store.reset()
+
+
+def _text_of(html: str) -> str:
+    """A plain text part from rendered HTML: tags dropped, entities decoded."""
+    return unescape(_TAGS.sub("", html)).strip()
 
 
 def _personalise(value: str, values: dict[str, Any]) -> str:

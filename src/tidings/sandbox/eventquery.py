@@ -24,10 +24,25 @@ from tidings.sandbox.state import JSON, DomainLog, EventRecord
 
 MAX_LIMIT = 300
 DEFAULT_LIMIT = 300
-FILTER_FIELDS = ("event", "severity", "recipient", "message-id", "tags", "from", "to", "subject")
+FILTER_FIELDS = (
+    "event",
+    "severity",
+    "recipient",
+    "recipients",
+    "message-id",
+    "tags",
+    "from",
+    "to",
+    "subject",
+    "list",
+    "attachment",
+    "size",
+)
 START = "start"  # a pivot before the first event of the window: nothing lies before it
 
 _OR = re.compile(r"\s+OR\s+")
+# One comparison of a size expression: ``>10000``, ``<= 2048``, ``5000``.
+_COMPARISON = re.compile(r"(>=|<=|>|<|=)?\s*(\d+)")
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,8 @@ def parse_query(params: Mapping[str, str]) -> EventQuery:
     if lo is not None and hi is not None and lo > hi:
         lo, hi = hi, lo
     filters = {name: params[name] for name in FILTER_FIELDS if params.get(name)}
+    if "size" in filters:
+        size_ranges(filters["size"])  # refuse a size expression that is not one
     return EventQuery(lo, hi, ascending, limit, filters)
 
 
@@ -134,8 +151,48 @@ def _terms(expression: str) -> tuple[list[str], list[str]]:
     return wanted, unwanted
 
 
+def size_ranges(expression: str) -> list[list[tuple[str, int]]]:
+    """``size`` alternatives (OR) of comparisons that must all hold (space or AND between)."""
+    alternatives: list[list[tuple[str, int]]] = []
+    for alternative in _OR.split(expression.strip()):
+        comparisons: list[tuple[str, int]] = []
+        for term in re.split(r"\s+AND\s+|\s+(?=[<>=])", alternative.strip()):
+            match = _COMPARISON.fullmatch(term.strip())
+            if match is None:
+                raise MailgunError(
+                    400,
+                    f"Invalid size: '{expression}' is not a size expression "
+                    "(e.g. '>10000', '>1000 <5000', '<100 OR >5000')",
+                )
+            comparisons.append((match.group(1) or "=", int(match.group(2))))
+        alternatives.append(comparisons)
+    return alternatives
+
+
+def _size_matches(size: int, alternatives: list[list[tuple[str, int]]]) -> bool:
+    def holds(op: str, bound: int) -> bool:
+        if op == ">":
+            return size > bound
+        if op == "<":
+            return size < bound
+        if op == ">=":
+            return size >= bound
+        if op == "<=":
+            return size <= bound
+        return size == bound
+
+    return any(all(holds(op, bound) for op, bound in comparisons) for comparisons in alternatives)
+
+
 def _field_values(item: JSON, name: str) -> list[str]:
     headers = item["message"]["headers"]
+    if name == "attachment":
+        return [str(a.get("filename", "")).lower() for a in item["message"].get("attachments", [])]
+    if name == "recipients":
+        return [str(r).lower() for r in item["message"].get("recipients", [])]
+    if name == "list":
+        mailing_list = item.get("mailing-list") or {}
+        return [str(mailing_list["address"]).lower()] if "address" in mailing_list else []
     if name == "tags":
         return [str(tag).lower() for tag in item.get("tags", [])]
     if name == "message-id":
@@ -150,7 +207,10 @@ def compile_filters(filters: Mapping[str, str]) -> Callable[[JSON], bool]:
     """One predicate for all filters: every filter must hold; a filter holds if any of its
     OR terms matches and none of its NOT terms does. from/to/subject match by substring."""
     checks: list[tuple[str, list[str], list[str], bool]] = []
+    sizes = size_ranges(filters["size"]) if "size" in filters else None
     for name, expression in filters.items():
+        if name == "size":
+            continue
         wanted, unwanted = _terms(expression)
         if name == "message-id":
             wanted = [w.strip("<>") for w in wanted]
@@ -158,6 +218,8 @@ def compile_filters(filters: Mapping[str, str]) -> Callable[[JSON], bool]:
         checks.append((name, wanted, unwanted, name in ("from", "to", "subject")))
 
     def matches(item: JSON) -> bool:
+        if sizes is not None and not _size_matches(int(item["message"].get("size", 0)), sizes):
+            return False
         for name, wanted, unwanted, substring in checks:
             values = _field_values(item, name)
             if wanted and not any(_hit(term, values, substring) for term in wanted):

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from tidings.sandbox import outcomes
+from tidings.sandbox.forms import SendRequest
 from tidings.sandbox.state import JSON, MessageCopy
 
 ACCOUNT_ID = "5a4e0f3b2c1d0e9f8a7b6c5d"  # a fixed, made-up 24-hex account id
@@ -66,22 +67,35 @@ def first_link(html: str | None, text: str | None, domain: str) -> str:
     return f"http://{domain}/"
 
 
+def bare_content_type(content_type: str) -> str:
+    """A content type as Mailgun's events report it: ``text/plain``, no ``charset=...``."""
+    return content_type.partition(";")[0].strip().lower()
+
+
 def shared_parts(copy: MessageCopy, sender_address: str, to_header: str, storage_url: str) -> JSON:
     """Everything the events of one copy have in common, computed once per copy."""
-    return {
-        "message": {
-            "headers": {
-                "to": to_header,
-                "message-id": copy.message_id,
-                "from": copy.sender,
-                "subject": copy.subject,
-            },
-            "attachments": [
-                {"filename": p.filename, "content-type": p.content_type, "size": len(p.data)}
-                for p in copy.attachments
-            ],
-            "size": copy.size,
+    message: JSON = {
+        "headers": {
+            "to": to_header,
+            "message-id": copy.message_id,
+            "from": copy.sender,
+            "subject": copy.subject,
         },
+        "attachments": [
+            {
+                "filename": p.filename,
+                "content-type": bare_content_type(p.content_type),
+                "size": len(p.data),
+            }
+            for p in copy.attachments
+        ],
+        "size": copy.size,
+        "recipients": copy.recipients,
+    }
+    if copy.scheduled_for is not None:
+        message["scheduled-for"] = copy.scheduled_for
+    return {
+        "message": message,
         "sender": sender_address,
         "recipient-domain": copy.recipient.rpartition("@")[2].lower(),
         "flags": {**FLAGS_BASE, "is-test-mode": copy.test_mode},
@@ -135,6 +149,39 @@ class EventFactory:
         }
         item["storage"] = copy.shared["storage"]
         return item
+
+    def rejected(self, request: SendRequest, domain: str, message_id: str, why: str) -> JSON:
+        """Mailgun's ``rejected``: the send was refused; no recipient, a ``reject`` reason."""
+        return {
+            "id": self.event_id(),
+            "timestamp": 0.0,
+            "event": "rejected",
+            "log-level": "warn",
+            "reject": {"reason": why, "description": ""},
+            "message": {
+                "headers": {
+                    "to": ", ".join(a.display for a in request.to),
+                    "message-id": message_id,
+                    "from": request.sender,
+                    "subject": request.subject,
+                },
+                "attachments": [
+                    {
+                        "filename": p.filename,
+                        "content-type": bare_content_type(p.content_type),
+                        "size": len(p.data),
+                    }
+                    for p in request.attachments
+                ],
+                "size": 0,
+            },
+            "flags": {**FLAGS_BASE, "is-test-mode": False},
+            "tags": request.tags,
+            "campaigns": [],
+            "user-variables": request.variables or {},
+            "domain": {"name": domain},
+            "account": {"id": ACCOUNT_ID},
+        }
 
     def step(self, kind: str, copy: MessageCopy, attempt: int) -> JSON:
         """The event of one outcome step (see :mod:`tidings.sandbox.outcomes`)."""

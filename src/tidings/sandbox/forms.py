@@ -25,6 +25,7 @@ MAX_TAGS = 3
 MAX_TAG_LENGTH = 128
 MAX_OPTIONS_BYTES = 16 * 1024
 OPTION_PREFIXES = ("o:", "h:", "v:", "t:")
+TEMPLATE_OPTIONS = ("t:version", "t:text", "t:variables")
 NEED_BODY = "Need at least one of 'text', 'html', 'amp-html' or 'template' parameters specified"
 
 # A bare address: no spaces or specials in the local part, dotted domain of word labels.
@@ -65,6 +66,14 @@ class SendRequest:
     recipient_variables: dict[str, dict[str, Any]] | None
     attachments: list[Part] = field(default_factory=list)
     inline: list[Part] = field(default_factory=list)
+    # Stored template rendering (t:version, t:text, t:variables; X-Mailgun-Variables as JSON).
+    template_version: str | None = None
+    template_text: bool = False
+    template_variables: dict[str, Any] = field(default_factory=dict)
+    # Whether from / subject were given (a stored template's headers fill them in if not).
+    sender_given: bool = True
+    subject_given: bool = True
+    mime: bytes | None = None  # the raw message of a messages.mime send
 
 
 async def read_form(
@@ -180,6 +189,8 @@ def validate(
                 variables[rest] = value
             elif prefix == "o:" and name != "o:tag":
                 options[rest] = value
+            elif prefix == "t:" and name not in TEMPLATE_OPTIONS:
+                raise MailgunError(400, f"'{name}' parameter is not supported")
 
     template = single.get("template")
     sender = single.get("from")
@@ -225,11 +236,17 @@ def validate(
         )
 
     recipient_variables = _json_object(single.get("recipient-variables"), "recipient-variables")
-    _json_object(single.get("t:variables"), "t:variables")
+    template_variables = _json_object(single.get("t:variables"), "t:variables") or {}
+    template_text = single.get("t:text", "no").lower() in ("yes", "true", "1")
+    if template is None and any(name in single for name in TEMPLATE_OPTIONS):
+        used = next(name for name in TEMPLATE_OPTIONS if name in single)
+        raise MailgunError(400, f"'{used}' parameter needs the 'template' parameter")
     # X-Mailgun-Variables is the header form of v: fields.
     header_variables = _json_object(headers.get("X-Mailgun-Variables"), "h:X-Mailgun-Variables")
     if header_variables:
         variables = {**{k: _as_text(v) for k, v in header_variables.items()}, **variables}
+        # A template sees X-Mailgun-Variables as the JSON it was (lists, objects).
+        template_variables = {**header_variables, **template_variables}
 
     attachments = [part for name, part in files if name == "attachment"]
     inline = [part for name, part in files if name == "inline"]
@@ -251,6 +268,11 @@ def validate(
         recipient_variables=recipient_variables,
         attachments=attachments,
         inline=inline,
+        template_version=single.get("t:version"),
+        template_text=template_text,
+        template_variables=template_variables,
+        sender_given=bool(single.get("from")),
+        subject_given=single.get("subject") is not None,
     )
 
 

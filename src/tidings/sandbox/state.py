@@ -78,6 +78,12 @@ class MessageCopy:
     test_mode: bool
     # Pieces every event of this copy shares (message headers, envelope, flags …), built once.
     shared: JSON = field(default_factory=dict)
+    # When an ``o:deliverytime`` send is due (epoch seconds), else None.
+    scheduled_for: float | None = None
+    # Every recipient of the message (to, cc, bcc), as events list them in message.recipients.
+    recipients: list[str] = field(default_factory=list)
+    # The message as the client sent it, for ``messages.mime`` sends (else built on demand).
+    mime: bytes | None = None
 
     def describe(self) -> JSON:
         return {
