@@ -14,7 +14,8 @@ import time
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
-from tidings.sandbox import outcomes
+from tidings.sandbox import domains, outcomes
+from tidings.sandbox.errors import MailgunError
 from tidings.sandbox.eventshape import EventFactory, shared_parts
 from tidings.sandbox.faults import FaultInjector
 from tidings.sandbox.forms import Address, SendRequest
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 _RECIPIENT_VAR = re.compile(r"%recipient\.([^%\s]+)%")
-_OFF = ("no", "false", "0")
 
 
 class Sandbox:
@@ -51,6 +51,9 @@ class Sandbox:
             faults.seed = self.settings.seed
         self.faults = FaultInjector(faults)
         for domain in self.settings.domains:
+            record = self.store.domain_records[domain]
+            record.dkim_selector = self.settings.dkim_selector
+            record.dkim_public_key = self.settings.dkim_public_key
             for kind in WEBHOOK_KINDS:
                 if self.settings.webhook_urls:
                     self.store.webhooks[domain][kind] = list(self.settings.webhook_urls)
@@ -82,12 +85,17 @@ class Sandbox:
 
         Returns the message id without angle brackets.
         """
+        record = self.store.domain_records[domain]
+        if not record.verified:
+            raise MailgunError(
+                400, f"Domain {domain} is not allowed to send: {domains.UNVERIFIED_REASON}"
+            )
         now = time.time()
         message_id = self.new_message_id(domain)
         options = request.options
-        tracking = options.get("tracking", "yes").lower() not in _OFF
-        track_opens = tracking and options.get("tracking-opens", "yes").lower() not in _OFF
-        track_clicks = tracking and options.get("tracking-clicks", "yes").lower() not in _OFF
+        tracking = domains.send_tracking(record.tracking, options, request.html is not None)
+        track_opens, track_clicks = tracking.opens, tracking.clicks
+        self.store.note_tags(domain, request.tags, now)
         first_delay = _delivery_delay(options.get("deliverytime"), now) + self.settings.event_delay
         sender_address = request.sender_address
         storage_url = f"{storage_base}/v3/domains/{domain}/messages/{message_id.partition('@')[0]}"
@@ -114,6 +122,8 @@ class Sandbox:
                 continue  # Mailgun sends one copy per distinct address
             seen.add(lowered)
             copy = self._copy(request, domain, message_id, address, kind, batch, all_to, now)
+            if tracking.unsubscribe:
+                self._add_unsubscribe(copy, record)
             copy.size = base_size
             to_header = ", ".join(copy.to)
             copy.shared = shared_parts(copy, sender_address, to_header, storage_url)
@@ -181,6 +191,14 @@ class Sandbox:
             received_at=now,
             size=0,
             test_mode=request.options.get("testmode", "").lower() in ("yes", "true", "1"),
+        )
+
+    def _add_unsubscribe(self, copy: MessageCopy, record: domains.DomainRecord) -> None:
+        """Unsubscribe tracking on: the footers and the recipient's unsubscribe links."""
+        token = self._rng.getrandbits(96).to_bytes(12, "big").hex()
+        url = f"{record.tracking_host()}/u/{token}"
+        copy.text, copy.html = domains.with_unsubscribe(
+            copy.text, copy.html, record.tracking, url, f"{url}?tags=1"
         )
 
     def _advance(self, copy: MessageCopy, steps: tuple[str, ...], index: int, attempt: int) -> None:
