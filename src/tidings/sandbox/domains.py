@@ -51,9 +51,9 @@ class Tracking:
         return {"active": self.open, "place_at_the_top": self.open_at_top}
 
     def click_json(self) -> JSON:
-        # Mailgun reports "htmlonly" as it was set, true/false as booleans.
-        active: bool | str = self.click if self.click == "htmlonly" else self.click == "true"
-        return {"active": active}
+        # A boolean, as documented: "htmlonly" counts as active ("Click tracking is
+        # considered active if it's in the 'htmlonly' or 'true' state").
+        return {"active": self.click != "false"}
 
     def unsubscribe_json(self) -> JSON:
         return {
