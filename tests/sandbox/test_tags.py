@@ -12,6 +12,7 @@ from mailgun.client import AsyncClient, Client
 from mailgun.config import RetryPolicy
 
 from tests.sandbox.conftest import DOMAIN, KEY, Running, basic_message, send, wait_until
+from tidings.sandbox.tags import Window, bucket_start, buckets, months_before, stats_time
 
 HTML = '<a href="https://shop.example.test/">shop</a>'
 
@@ -172,3 +173,14 @@ async def test_async_client(running: Running) -> None:
         assert sum(entry["accepted"]["total"] for entry in stats.json()["stats"]) == 1
         deleted = await client.tags.delete(domain=DOMAIN, tag_name="async")
         assert deleted.json() == {"message": "Tag deleted"}
+
+
+def test_periods() -> None:
+    march_31 = 1743422400.0  # Mon, 31 Mar 2025 12:00:00 UTC
+    assert stats_time(bucket_start(march_31, "day")) == "Mon, 31 Mar 2025 00:00:00 UTC"
+    assert stats_time(bucket_start(march_31, "month")) == "Sat, 01 Mar 2025 00:00:00 UTC"
+    assert stats_time(months_before(march_31, 1)) == "Fri, 28 Feb 2025 12:00:00 UTC"
+    assert stats_time(months_before(march_31, 3)) == "Tue, 31 Dec 2024 12:00:00 UTC"
+    months = buckets(Window(months_before(march_31, 2), march_31, "month"))
+    assert [stats_time(m)[5:16] for m in months] == ["01 Jan 2025", "01 Feb 2025", "01 Mar 2025"]
+    assert len(buckets(Window(march_31 - 3 * 3600, march_31, "hour"))) == 4

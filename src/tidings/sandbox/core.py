@@ -15,7 +15,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from tidings.sandbox import domains, outcomes
-from tidings.sandbox.errors import MailgunError
+from tidings.sandbox.errors import MailgunError, domain_not_found
 from tidings.sandbox.eventshape import EventFactory, shared_parts
 from tidings.sandbox.faults import FaultInjector
 from tidings.sandbox.forms import Address, SendRequest
@@ -85,7 +85,9 @@ class Sandbox:
 
         Returns the message id without angle brackets.
         """
-        record = self.store.domain_records[domain]
+        record = self.store.domain_records.get(domain)
+        if record is None:
+            raise domain_not_found(domain)
         if not record.verified:
             raise MailgunError(
                 400, f"Domain {domain} is not allowed to send: {domains.UNVERIFIED_REASON}"
