@@ -19,16 +19,19 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tidings.sandbox.core import Sandbox
+from tidings.sandbox.domains_api import domains_endpoints
 from tidings.sandbox.errors import json_response
 from tidings.sandbox.events_api import events_endpoints
 from tidings.sandbox.inbox import inbox_endpoints
 from tidings.sandbox.inspection import inspection_endpoints
 from tidings.sandbox.messages_api import Endpoint, mime_send_endpoint, send_endpoint
 from tidings.sandbox.settings import SandboxSettings
-from tidings.sandbox.suppressions_api import LISTS, suppressions_endpoints
 from tidings.sandbox.storage_api import storage_endpoints
+from tidings.sandbox.suppressions_api import LISTS, suppressions_endpoints
+from tidings.sandbox.tags_api import tags_endpoints
 from tidings.sandbox.templates_api import templates_endpoints
 from tidings.sandbox.webhooks_api import webhooks_endpoints
+from tidings.sandbox.webhooks_v4_api import webhooks_v4_endpoints
 
 
 def build_app(sandbox: Sandbox, prefix: str = "/sandbox") -> Starlette:
@@ -45,13 +48,16 @@ def build_app(sandbox: Sandbox, prefix: str = "/sandbox") -> Starlette:
         Route("/v3/{domain}/messages", send_endpoint(sandbox), methods=["POST"]),
         Route("/v3/{domain}/events", list_events, methods=["GET"]),
         Route("/v3/{domain}/events/{token}", events_page, methods=["GET"]),
-        Route("/v3/domains/{domain}/webhooks", hooks["webhooks"], methods=["GET", "POST"]),
+        Route(
+            "/v3/domains/{domain}/webhooks",
+            hooks["webhooks"],
+            methods=["GET", "POST", "PUT", "DELETE"],
+        ),
         Route(
             "/v3/domains/{domain}/webhooks/{name}",
             hooks["webhooks"],
             methods=["GET", "PUT", "DELETE"],
         ),
-        Route("/v3/domains/{domain}", hooks["domain"], methods=["GET"]),
         Route("/v5/accounts/http_signing_key", hooks["signing_key"], methods=["GET"]),
         *_suppression_routes(listed),
         # Templates, MIME sends and stored messages (issue 12).
@@ -77,6 +83,7 @@ def build_app(sandbox: Sandbox, prefix: str = "/sandbox") -> Starlette:
             storage["part"],
             methods=["GET"],
         ),
+        *_domains_tags_webhooks_routes(sandbox),
         Route(f"{prefix}/api/messages", inspect["messages"], methods=["GET", "DELETE"]),
         Route(f"{prefix}/api/messages/{{id}}/events", inspect["events"], methods=["GET"]),
         Route(
@@ -138,6 +145,48 @@ async def _mailgun_http_error(request: Request, exc: Exception) -> Response:
     else:
         message = str(exc.detail)
     return json_response({"message": message}, exc.status_code, dict(exc.headers or {}))
+
+
+def _domains_tags_webhooks_routes(sandbox: Sandbox) -> list[BaseRoute]:
+    """Domains (v3 and v4) with tracking and sending queues, tags with stats, v4 domain
+    webhooks and account-level webhooks."""
+    domains = domains_endpoints(sandbox)
+    tags = tags_endpoints(sandbox)
+    hooks = webhooks_v4_endpoints(sandbox)
+    routes: list[BaseRoute] = []
+    for version in ("v3", "v4"):
+        routes += [
+            Route(f"/{version}/domains", domains[f"{version}_collection"], methods=["GET", "POST"]),
+            Route(
+                f"/{version}/domains/{{name}}/verify", domains[f"{version}_verify"], methods=["PUT"]
+            ),
+            Route(
+                f"/{version}/domains/{{name}}",
+                domains[f"{version}_one"],
+                methods=["GET", "PUT", "DELETE"],
+            ),
+        ]
+    routes += [
+        Route("/v3/domains/{name}/tracking", domains["tracking"], methods=["GET"]),
+        Route(
+            "/v3/domains/{name}/tracking/{kind:str}",
+            domains["tracking_update"],
+            methods=["PUT"],
+        ),
+        Route("/v3/domains/{name}/sending_queues", domains["sending_queues"], methods=["GET"]),
+        Route("/v4/domains/{domain}/webhooks", hooks["domain"], methods=["POST", "PUT", "DELETE"]),
+        Route("/v1/webhooks", hooks["account"], methods=["GET", "POST", "DELETE"]),
+        Route("/v1/webhooks/{webhook_id}", hooks["account_one"], methods=["GET", "PUT", "DELETE"]),
+        Route("/v3/{domain}/tags", tags["list"], methods=["GET"]),
+        Route("/v3/{domain}/tags/{tag}", tags["one"], methods=["GET", "PUT", "DELETE"]),
+        Route("/v3/{domain}/tags/{tag}/stats", tags["stats"], methods=["GET"]),
+        Route(
+            "/v3/{domain}/tags/{tag}/stats/aggregates/{by}",
+            tags["aggregates"],
+            methods=["GET"],
+        ),
+    ]
+    return routes
 
 
 def is_loopback(host: str | None) -> bool:

@@ -15,8 +15,8 @@ from email.utils import parsedate_to_datetime
 from html import unescape
 from typing import TYPE_CHECKING, Any
 
-from tidings.sandbox import outcomes
-from tidings.sandbox.errors import MailgunError
+from tidings.sandbox import domains, outcomes
+from tidings.sandbox.errors import MailgunError, domain_not_found
 from tidings.sandbox.eventshape import EventFactory, shared_parts
 from tidings.sandbox.faults import FaultInjector
 from tidings.sandbox.forms import Address, SendRequest
@@ -59,6 +59,9 @@ class Sandbox:
             faults.seed = self.settings.seed
         self.faults = FaultInjector(faults)
         for domain in self.settings.domains:
+            record = self.store.domain_records[domain]
+            record.dkim_selector = self.settings.dkim_selector
+            record.dkim_public_key = self.settings.dkim_public_key
             for kind in WEBHOOK_KINDS:
                 if self.settings.webhook_urls:
                     self.store.webhooks[domain][kind] = list(self.settings.webhook_urls)
@@ -90,12 +93,19 @@ class Sandbox:
 
         Returns the message id without angle brackets.
         """
+        record = self.store.domain_records.get(domain)
+        if record is None:
+            raise domain_not_found(domain)
+        if not record.verified:
+            raise MailgunError(
+                400, f"Domain {domain} is not allowed to send: {domains.UNVERIFIED_REASON}"
+            )
         now = time.time()
         message_id = self.new_message_id(domain)
         options = request.options
-        tracking = options.get("tracking", "yes").lower() not in _OFF
-        track_opens = tracking and options.get("tracking-opens", "yes").lower() not in _OFF
-        track_clicks = tracking and options.get("tracking-clicks", "yes").lower() not in _OFF
+        tracking = domains.send_tracking(record.tracking, options, request.html is not None)
+        track_opens, track_clicks = tracking.opens, tracking.clicks
+        self.store.note_tags(domain, request.tags, now)
         delivery_delay = _delivery_delay(options.get("deliverytime"), now)
         first_delay = delivery_delay + self.settings.event_delay
         version = self._template_version(request, domain, message_id, now)
@@ -127,6 +137,8 @@ class Sandbox:
             copy = self._copy(request, domain, message_id, address, kind, batch, all_to, now)
             if version is not None:
                 self._apply_template(copy, request, version, domain, message_id, now)
+            if tracking.unsubscribe:
+                self._add_unsubscribe(copy, record)
             copies.append(copy)
         # Rendered first, stored after: a template that fails for one copy refuses the send.
         # A batch (recipient-variables) is one message per recipient, as its To shows.
@@ -252,6 +264,14 @@ class Sandbox:
     ) -> None:
         """Record Mailgun's ``rejected`` event for a send refused after it was read."""
         self.emit(domain, self.events.rejected(request, domain, message_id, why), now)
+
+    def _add_unsubscribe(self, copy: MessageCopy, record: domains.DomainRecord) -> None:
+        """Unsubscribe tracking on: the footers and the recipient's unsubscribe links."""
+        token = self._rng.getrandbits(96).to_bytes(12, "big").hex()
+        url = f"{record.tracking_host()}/u/{token}"
+        copy.text, copy.html = domains.with_unsubscribe(
+            copy.text, copy.html, record.tracking, url, f"{url}?tags=1"
+        )
 
     def _advance(self, copy: MessageCopy, steps: tuple[str, ...], index: int, attempt: int) -> None:
         if self.store.messages_by_key.get(copy.key) is not copy:

@@ -52,9 +52,9 @@ class WebhookPoster:
         return len(self._tasks)
 
     def post(self, domain: str, item: JSON) -> None:
-        """Queue ``item`` for every URL registered for its kind on ``domain``."""
+        """Queue ``item`` for every URL registered for its kind on ``domain`` or the account."""
         kind = webhook_kind(item)
-        urls = self._store.webhooks.get(domain, {}).get(kind)
+        urls = self._store.webhook_urls(domain, kind)
         if not urls:
             return
         retry = kind not in NOT_RETRIED

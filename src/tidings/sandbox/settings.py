@@ -64,6 +64,11 @@ class SandboxSettings:
     webhook_urls: list[str] = field(default_factory=list)
     webhook_timeout: float = 10.0
     max_message_bytes: int = 25 * 1024 * 1024
+    # The DKIM record the configured domains' answer lists (``{selector}._domainkey.D``,
+    # ``k=rsa; p={key}``). Without a key none is listed, and Tidings' doctor looks for one
+    # at the usual selectors; domains created through the API always get a generated one.
+    dkim_selector: str = "k1"
+    dkim_public_key: str | None = None
     # Only loopback clients may use the inbox, inspection and fault APIs (the Mailgun API
     # itself is guarded by the API key). Off standalone: a local tool; on when embedded in
     # a server that may listen on every interface.

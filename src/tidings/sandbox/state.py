@@ -1,5 +1,6 @@
 """The sandbox's memory: stored message copies, the event log with its indexes, suppressions,
-registered webhooks and request counters.
+the account's domains, tags, registered webhooks (domain and account level) and request
+counters.
 
 Everything lives in plain dicts and lists, guarded by nothing but the event loop: every
 mutation happens on the loop that serves the app.
@@ -8,10 +9,12 @@ mutation happens on the loop that serves the app.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from tidings.sandbox.domains import DomainRecord
 from tidings.sandbox.suppressions import Suppressions
 
 JSON = dict[str, Any]
@@ -134,6 +137,28 @@ class DomainLog:
         self.by_recipient[recipient.lower()].append(record)
 
 
+@dataclass(slots=True)
+class TagRecord:
+    """A tag of a domain: created by the first send that carries it."""
+
+    tag: str
+    first_seen: float
+    last_seen: float
+    description: str = ""
+
+
+@dataclass(slots=True)
+class AccountWebhook:
+    """An account-level webhook (``/v1/webhooks``): one URL for some event kinds, on every
+    domain of the account."""
+
+    webhook_id: str
+    url: str
+    event_types: list[str]
+    description: str
+    created_at: float
+
+
 class Store:
     """Messages, events, suppressions and webhooks of every domain the sandbox serves."""
 
@@ -145,6 +170,12 @@ class Store:
         self.logs: dict[str, DomainLog] = {domain: DomainLog() for domain in domains}
         self.suppressions = Suppressions(self.domains)  # bounces, unsubscribes, ...
         self.webhooks: dict[str, dict[str, list[str]]] = {domain: {} for domain in domains}
+        now = time.time()
+        self.domain_records: dict[str, DomainRecord] = {
+            domain: DomainRecord(domain, created_at=now) for domain in domains
+        }
+        self.tags: dict[str, dict[str, TagRecord]] = {domain: {} for domain in domains}
+        self.account_webhooks: dict[str, AccountWebhook] = {}
         self.request_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.webhooks_posted = 0
         self.webhook_answers: dict[str, int] = defaultdict(int)
@@ -172,7 +203,61 @@ class Store:
         self.messages_by_key.clear()
         self.logs = {domain: DomainLog() for domain in self.domains}
         self.suppressions.clear()
+        self.tags = {domain: {} for domain in self.domains}
         return count
+
+    # -- domains --------------------------------------------------------------------------
+
+    def add_domain(self, record: DomainRecord) -> None:
+        """A new domain of the account, with nothing sent and no webhooks."""
+        name = record.name
+        self.domains.add(name)
+        self.domain_records[name] = record
+        self.logs[name] = DomainLog()
+        self.webhooks[name] = {}
+        self.tags[name] = {}
+
+    def remove_domain(self, name: str) -> None:
+        """Forget a domain and everything sent from it (pending steps then find their copy
+        gone and stop)."""
+        self.domains.discard(name)
+        for table in (self.domain_records, self.logs, self.webhooks, self.tags):
+            table.pop(name, None)
+        kept = [copy for copy in self.messages if copy.domain != name]
+        if len(kept) != len(self.messages):
+            self.messages[:] = kept
+            self.messages_by_key = {copy.key: copy for copy in kept}
+            self.messages_by_id = defaultdict(list)
+            for copy in kept:
+                self.messages_by_id[copy.message_id].append(copy)
+        self.suppressions.forget(name)
+
+    # -- tags -----------------------------------------------------------------------------
+
+    def note_tags(self, domain: str, tags: list[str], now: float) -> None:
+        """Tags are created on the fly by the sends that carry them (case-insensitively)."""
+        table = self.tags.get(domain)
+        if table is None:
+            return
+        for tag in tags:
+            key = tag.lower()
+            record = table.get(key)
+            if record is None:
+                table[key] = TagRecord(tag, first_seen=now, last_seen=now)
+            else:
+                record.last_seen = now
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    def webhook_urls(self, domain: str, kind: str) -> list[str]:
+        """The URLs an event of ``kind`` on ``domain`` is posted to: the domain's, then the
+        account's, each URL once ("deduplicated by event type, across account and domain
+        levels")."""
+        urls = list(self.webhooks.get(domain, {}).get(kind, ()))
+        for hook in self.account_webhooks.values():
+            if kind in hook.event_types and hook.url not in urls:
+                urls.append(hook.url)
+        return urls
 
     # -- events ---------------------------------------------------------------------------
 

@@ -131,6 +131,10 @@ class Suppressions:
     def clear(self) -> None:
         self._lists.clear()
 
+    def forget(self, domain: str) -> None:
+        """Drop a deleted domain's lists."""
+        self._lists.pop(domain, None)
+
     # -- rules ----------------------------------------------------------------------------
 
     def allowed(self, domain: str, address: str) -> bool:

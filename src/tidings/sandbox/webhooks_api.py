@@ -1,11 +1,12 @@
-"""The domain webhooks API, ``/v3/domains/{domain}/webhooks[/{name}]``, plus the two account
-calls a client needs beside it: ``GET /v3/domains/{domain}`` and
-``GET /v5/accounts/http_signing_key``.
+"""The domain webhooks API, ``/v3/domains/{domain}/webhooks[/{name}]``, plus the account
+call a client needs beside it: ``GET /v5/accounts/http_signing_key``.
+
+The list path also takes the v4 calls the current SDK sends there (``event_types`` on
+``POST``/``PUT``, ``DELETE`` with ``?url=``); ``webhooks_v4_api`` carries them out.
 """
 
 from __future__ import annotations
 
-import time
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.datastructures import UploadFile
@@ -17,11 +18,11 @@ from tidings.sandbox.core import Sandbox
 from tidings.sandbox.errors import MailgunError, domain_not_found, forbidden, json_response
 from tidings.sandbox.messages_api import Endpoint
 from tidings.sandbox.state import JSON, WEBHOOK_KINDS
+from tidings.sandbox.webhooks_v4_api import v4_create, v4_delete, v4_update
 
 MAX_URLS = 3
 LIST_ROUTE = "{method} /v3/domains/{{domain}}/webhooks"
 ONE_ROUTE = "{method} /v3/domains/{{domain}}/webhooks/{{name}}"
-DOMAIN_ROUTE = "GET /v3/domains/{domain}"
 KEY_ROUTE = "GET /v5/accounts/http_signing_key"
 
 
@@ -74,8 +75,16 @@ def webhooks_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
         method = request.method
         if name is None and method == "GET":
             return {"webhooks": {kind: {"urls": urls} for kind, urls in hooks.items()}}
+        if name is None and method == "PUT":
+            return v4_update(hooks, await _form(request))
+        if name is None and method == "DELETE":
+            return v4_delete(hooks, list(request.query_params.multi_items()))
         if name is None:  # POST
             fields = await _form(request)
+            if any(key == "event_types" for key, _ in fields) and not any(
+                key == "id" for key, _ in fields
+            ):
+                return v4_create(hooks, fields)
             name = next((value for key, value in fields if key == "id"), None)
             if not name:
                 raise MailgunError(400, "id parameter is missing")
@@ -96,18 +105,6 @@ def webhooks_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
         urls = hooks.pop(name)
         return {"message": "Webhook has been deleted", "webhook": {"urls": urls}}
 
-    async def domain_info(request: Request) -> Response:
-        if not auth.allows(request.headers.get("authorization")):
-            store.count_request(DOMAIN_ROUTE, 401)
-            return forbidden()
-        domain: str = request.path_params["domain"]
-        if domain not in store.domains:
-            error = domain_not_found(domain)
-            store.count_request(DOMAIN_ROUTE, error.status)
-            return error.response()
-        store.count_request(DOMAIN_ROUTE, 200)
-        return json_response(_domain_body(domain, sandbox.started_at))
-
     async def signing_key(request: Request) -> Response:
         if not auth.allows(request.headers.get("authorization")):
             store.count_request(KEY_ROUTE, 401)
@@ -115,7 +112,7 @@ def webhooks_endpoints(sandbox: Sandbox) -> dict[str, Endpoint]:
         store.count_request(KEY_ROUTE, 200)
         return json_response({"http_signing_key": sandbox.settings.signing_key})
 
-    return {"webhooks": handle, "domain": domain_info, "signing_key": signing_key}
+    return {"webhooks": handle, "signing_key": signing_key}
 
 
 def _check_name(name: str) -> None:
@@ -123,42 +120,3 @@ def _check_name(name: str) -> None:
         raise MailgunError(
             400, f"Invalid webhook name '{name}': expected one of {', '.join(WEBHOOK_KINDS)}"
         )
-
-
-def _domain_body(domain: str, created: float) -> JSON:
-    created_at = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(created))
-    return {
-        "domain": {
-            "name": domain,
-            "id": domain.replace(".", "-"),
-            "state": "active",
-            "type": "custom",
-            "created_at": created_at,
-            "smtp_login": f"postmaster@{domain}",
-            "spam_action": "disabled",
-            "wildcard": False,
-            "require_tls": False,
-            "skip_verification": False,
-            "is_disabled": False,
-            "web_prefix": "email",
-            "web_scheme": "http",
-        },
-        "receiving_dns_records": [
-            _record("MX", domain, f"mxa.{domain}", priority="10"),
-        ],
-        "sending_dns_records": [
-            _record("TXT", domain, "v=spf1 include:mailgun.org ~all"),
-            _record("CNAME", f"email.{domain}", "mailgun.org"),
-        ],
-    }
-
-
-def _record(kind: str, name: str, value: str, **extra: str) -> JSON:
-    return {
-        "record_type": kind,
-        "name": name,
-        "value": value,
-        "valid": "valid",
-        "cached": [],
-        **extra,
-    }
