@@ -456,3 +456,20 @@ def test_action_styles_and_sizes() -> None:
     )
     assert "t-button-secondary" in email.html and 'data-action-id="go"' in email.html
     assert "border-radius: 12px" in email.html or "border-radius:12px" in email.html
+
+
+def test_brand_snippets_are_partials() -> None:
+    from tidings.render.branding import brand_look
+
+    brand = brand_look(
+        {
+            "id": "acme",
+            "name": "Acme",
+            "settings": {"colors": {"primary": "#112233"}},
+            "snippets": {"items": [{"name": "sig", "value": "Cheers, {{profile.email}}"}]},
+        }
+    )
+    content = parse_content({"title": "Hi", "body": "Hello\n\n{{> sig}}"})
+    assert "Cheers, jane@example.com" in render_email(content, CONTEXT, brand=brand).text
+    with pytest.raises(RenderError, match="could not be found"):
+        render_email(content, CONTEXT)

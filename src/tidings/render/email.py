@@ -36,6 +36,8 @@ from tidings.render.templating import (
     new_budget,
     render_template,
     reset_budget,
+    reset_partials,
+    use_partials,
 )
 from tidings.render.text import html_to_text
 
@@ -94,6 +96,8 @@ def render_email(
     """
     variables = context.variables()
     token = new_budget()
+    # A brand's snippets are the partials its templates include: {{> footer_note}}.
+    snippets = use_partials(brand.snippets if brand is not None else {})
     try:
         subject = ""
         if content.title is not None:
@@ -105,6 +109,7 @@ def render_email(
 
         rendered = render_blocks(content.blocks, variables)
     finally:
+        reset_partials(snippets)
         reset_budget(token)
     if rendered.subject is not None:
         subject = clean_subject(rendered.subject)

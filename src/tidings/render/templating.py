@@ -43,6 +43,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import pybars
@@ -157,6 +158,19 @@ _budget: contextvars.ContextVar[LoopBudget | None] = contextvars.ContextVar(
     "tidings_loop_budget", default=None
 )
 _path: contextvars.ContextVar[str] = contextvars.ContextVar("tidings_render_path", default="")
+_NO_PARTIALS: Mapping[str, str] = MappingProxyType({})
+_partials: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "tidings_render_partials", default=_NO_PARTIALS
+)
+
+
+def use_partials(partials: Mapping[str, str]) -> contextvars.Token[Mapping[str, str]]:
+    """Make ``partials`` (a brand's snippets) what ``{{> name}}`` includes in this render."""
+    return _partials.set(partials)
+
+
+def reset_partials(token: contextvars.Token[Mapping[str, str]]) -> None:
+    _partials.reset(token)
 
 
 def new_budget() -> contextvars.Token[LoopBudget | None]:
@@ -493,7 +507,8 @@ def render_template(
         budget_token = new_budget()
     try:
         template = _template(source, html)
-        compiled_partials = {name: _template(text, html) for name, text in (partials or {}).items()}
+        named = partials if partials is not None else _partials.get()
+        compiled_partials = {name: _template(text, html) for name, text in named.items()}
         result = str(template(dict(variables), helpers=_HELPERS, partials=compiled_partials))
         if len(result) > limits.max_output:
             raise RenderError(
@@ -534,6 +549,8 @@ __all__ = [
     "render_context_template",
     "render_template",
     "reset_budget",
+    "reset_partials",
     "set_limits",
     "spend_loop",
+    "use_partials",
 ]
