@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from tidings.domain.errors import ValidationError, index_path, key_path
 
@@ -29,6 +30,7 @@ WIDTH = re.compile(r"(\d{3,4})(px)?")
 MIN_WIDTH, MAX_WIDTH = 320, 1200
 # A client-given id is a path segment of /brands/{id}: URL-safe characters only.
 BRAND_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+_URL = re.compile(r"https?://[^\s\"'<>\\\x00-\x1f\x7f]+", re.IGNORECASE)
 SNIPPET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 COLOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 # A length (``borderRadius``) for the in-app widget.
@@ -154,14 +156,18 @@ def _url(value: Any, path: str) -> str:
     if not isinstance(value, str) or len(value) > MAX_URL:
         raise BrandError(path, f"must be an absolute http(s) URL of at most {MAX_URL} characters")
     url = value.strip()
-    # No whitespace or control characters anywhere: browsers drop them, which could hide
-    # another scheme from this check; nor quotes or angle brackets, which end attributes.
-    if (
-        not re.fullmatch(r"https?://[^\s\"'<>\\\x00-\x1f\x7f]+", url, re.IGNORECASE)
-        or len(url) < 10
-    ):
+    # No whitespace or control characters anywhere (browsers drop them, which could hide
+    # another scheme from this check), nor quotes or angle brackets; and a host.
+    if not _URL.fullmatch(url) or not _host(url):
         raise BrandError(path, f"must be an absolute http(s) URL, got {url[:80]!r}")
     return url
+
+
+def _host(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:  # "http://[::1": not a URL at all
+        return None
 
 
 def _width(value: Any, path: str) -> str:
@@ -170,7 +176,7 @@ def _width(value: Any, path: str) -> str:
         raise BrandError(
             path, f'must be a width in pixels from {MIN_WIDTH} to {MAX_WIDTH}, like "600px"'
         )
-    return f"{int(match.group(1))}px"
+    return str(value).strip()
 
 
 def _css(value: Any, path: str) -> str:

@@ -170,7 +170,7 @@ def brand_look(brand: Mapping[str, Any], *, default: Mapping[str, Any] | None = 
         template = {}
     width = DEFAULT_WIDTH
     if template.get("width"):
-        width = int(str(template["width"]).removesuffix("px"))
+        width = int(str(template["width"]).removesuffix("px"))  # checked: "640" or "640px"
     items = checked["snippets"].get("items") or []
     return BrandLook(
         brand_id=brand.get("id"),
