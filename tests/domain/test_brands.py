@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tidings.domain.brands import BrandError, parse_brand
+from tidings.domain.brands import BrandError, parse_brand, with_inherited
 
 FULL: dict[str, Any] = {
     "id": "acme",
@@ -130,3 +130,43 @@ def test_snippets_are_partials_named_once() -> None:
         ).snippets
         == {}
     )
+
+
+def test_with_inherited_completes_the_sections_that_ask() -> None:
+    default: Any = {
+        "id": "house",
+        "settings": {
+            "email": {
+                "header": {
+                    "logo": {"image": "https://cdn.house.test/l.png", "href": "https://h.test"}
+                },
+                "footer": {
+                    "markdown": "House",
+                    "social": {"medium": {"url": "https://medium.com/h"}},
+                },
+                "head": {"inheritDefault": False, "content": "a { color: red; }"},
+            }
+        },
+    }
+    brand: Any = {
+        "id": "child",
+        "settings": {
+            "colors": {"primary": "teal"},
+            "email": {
+                "header": {"inheritDefault": True, "logo": {"href": "https://child.test"}},
+                "footer": {"inheritDefault": False, "markdown": "Child"},
+            },
+        },
+    }
+    resolved = with_inherited(brand, default)
+    email = resolved["settings"]["email"]
+    assert email["header"] == {
+        "inheritDefault": True,
+        "logo": {"image": "https://cdn.house.test/l.png", "href": "https://child.test"},
+    }
+    assert email["footer"] == {"inheritDefault": False, "markdown": "Child"}
+    assert "head" not in email  # the brand has no head section asking to inherit
+    assert resolved["settings"]["colors"] == {"primary": "teal"} and resolved["id"] == "child"
+    assert brand["settings"]["email"]["header"]["logo"] == {"href": "https://child.test"}
+    assert with_inherited(brand, None) == brand
+    assert with_inherited({"settings": {"email": [1]}}, default) == {"settings": {"email": [1]}}

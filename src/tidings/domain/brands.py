@@ -47,6 +47,8 @@ MAX_URL = 2_000
 MAX_FONT = 200
 
 SOCIAL_NETWORKS = ("facebook", "instagram", "linkedin", "medium", "twitter")
+# The sections of ``settings.email`` that may say ``inheritDefault``.
+INHERITING_SECTIONS = ("header", "footer", "head")
 PLACEMENTS = ("top", "bottom", "left", "right")
 
 
@@ -361,3 +363,44 @@ def _snippets(value: Any, path: str) -> dict[str, Any] | None:
         seen.add(snippet["name"])
         out.append(snippet)
     return {"items": out}
+
+
+def with_inherited(brand: Mapping[str, Any], default: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``brand`` (the API's shape) with its ``inheritDefault`` sections completed from the
+    workspace default brand ``default``: what the brand's section leaves unset comes from
+    the default's. One level down too: a header must name a ``logo`` (the SDK requires
+    it), so ``"logo": {}`` takes the default's image and link; ``social`` networks merge
+    the same way. Without a default (or without ``inheritDefault``) nothing changes.
+
+    For a send, resolve this when the message is accepted and keep the result, so that a
+    later change of the default brand does not change accepted mail.
+    """
+    out = dict(brand)
+    given = brand.get("settings")
+    if default is None or not isinstance(given, Mapping):
+        return out
+    if not isinstance(given.get("email"), Mapping):
+        return out  # nothing to inherit into (a wrong shape is parse_brand's to refuse)
+    settings = dict(given)
+    email = dict(given["email"])
+    fallback_settings = default.get("settings")
+    fallback_email = (
+        fallback_settings.get("email") if isinstance(fallback_settings, Mapping) else None
+    )
+    if not isinstance(fallback_email, Mapping):
+        return out
+    for name in INHERITING_SECTIONS:
+        own = email.get(name)
+        fallback = fallback_email.get(name)
+        if not isinstance(own, Mapping) or not own.get("inheritDefault"):
+            continue
+        if not isinstance(fallback, Mapping):
+            continue
+        merged = {**fallback, **own}
+        for key, value in own.items():
+            if isinstance(value, Mapping) and isinstance(fallback.get(key), Mapping):
+                merged[key] = {**fallback[key], **value}
+        email[name] = merged
+    settings["email"] = email
+    out["settings"] = settings
+    return out
