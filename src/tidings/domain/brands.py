@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from tidings.domain.errors import ValidationError, index_path, key_path
 
@@ -29,6 +30,7 @@ WIDTH = re.compile(r"(\d{3,4})(px)?")
 MIN_WIDTH, MAX_WIDTH = 320, 1200
 # A client-given id is a path segment of /brands/{id}: URL-safe characters only.
 BRAND_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+_URL = re.compile(r"https?://[^\s\"'<>\\\x00-\x1f\x7f]+", re.IGNORECASE)
 SNIPPET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 COLOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 # A length (``borderRadius``) for the in-app widget.
@@ -45,6 +47,8 @@ MAX_URL = 2_000
 MAX_FONT = 200
 
 SOCIAL_NETWORKS = ("facebook", "instagram", "linkedin", "medium", "twitter")
+# The sections of ``settings.email`` that may say ``inheritDefault``.
+INHERITING_SECTIONS = ("header", "footer", "head")
 PLACEMENTS = ("top", "bottom", "left", "right")
 
 
@@ -154,14 +158,18 @@ def _url(value: Any, path: str) -> str:
     if not isinstance(value, str) or len(value) > MAX_URL:
         raise BrandError(path, f"must be an absolute http(s) URL of at most {MAX_URL} characters")
     url = value.strip()
-    # No whitespace or control characters anywhere: browsers drop them, which could hide
-    # another scheme from this check; nor quotes or angle brackets, which end attributes.
-    if (
-        not re.fullmatch(r"https?://[^\s\"'<>\\\x00-\x1f\x7f]+", url, re.IGNORECASE)
-        or len(url) < 10
-    ):
+    # No whitespace or control characters anywhere (browsers drop them, which could hide
+    # another scheme from this check), nor quotes or angle brackets; and a host.
+    if not _URL.fullmatch(url) or not _host(url):
         raise BrandError(path, f"must be an absolute http(s) URL, got {url[:80]!r}")
     return url
+
+
+def _host(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:  # "http://[::1": not a URL at all
+        return None
 
 
 def _width(value: Any, path: str) -> str:
@@ -170,7 +178,7 @@ def _width(value: Any, path: str) -> str:
         raise BrandError(
             path, f'must be a width in pixels from {MIN_WIDTH} to {MAX_WIDTH}, like "600px"'
         )
-    return f"{int(match.group(1))}px"
+    return str(value).strip()
 
 
 def _css(value: Any, path: str) -> str:
@@ -355,3 +363,44 @@ def _snippets(value: Any, path: str) -> dict[str, Any] | None:
         seen.add(snippet["name"])
         out.append(snippet)
     return {"items": out}
+
+
+def with_inherited(brand: Mapping[str, Any], default: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``brand`` (the API's shape) with its ``inheritDefault`` sections completed from the
+    workspace default brand ``default``: what the brand's section leaves unset comes from
+    the default's. One level down too: a header must name a ``logo`` (the SDK requires
+    it), so ``"logo": {}`` takes the default's image and link; ``social`` networks merge
+    the same way. Without a default (or without ``inheritDefault``) nothing changes.
+
+    For a send, resolve this when the message is accepted and keep the result, so that a
+    later change of the default brand does not change accepted mail.
+    """
+    out = dict(brand)
+    given = brand.get("settings")
+    if default is None or not isinstance(given, Mapping):
+        return out
+    if not isinstance(given.get("email"), Mapping):
+        return out  # nothing to inherit into (a wrong shape is parse_brand's to refuse)
+    settings = dict(given)
+    email = dict(given["email"])
+    fallback_settings = default.get("settings")
+    fallback_email = (
+        fallback_settings.get("email") if isinstance(fallback_settings, Mapping) else None
+    )
+    if not isinstance(fallback_email, Mapping):
+        return out
+    for name in INHERITING_SECTIONS:
+        own = email.get(name)
+        fallback = fallback_email.get(name)
+        if not isinstance(own, Mapping) or not own.get("inheritDefault"):
+            continue
+        if not isinstance(fallback, Mapping):
+            continue
+        merged = {**fallback, **own}
+        for key, value in own.items():
+            if isinstance(value, Mapping) and isinstance(fallback.get(key), Mapping):
+                merged[key] = {**fallback[key], **value}
+        email[name] = merged
+    settings["email"] = email
+    out["settings"] = settings
+    return out

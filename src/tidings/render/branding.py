@@ -34,7 +34,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
-from tidings.domain.brands import SOCIAL_NETWORKS, parse_brand
+from tidings.domain.brands import SOCIAL_NETWORKS, parse_brand, with_inherited
 
 LOGO_WIDTH = 140  # Courier's email logo width, in pixels
 DEFAULT_WIDTH = 600  # the layout's width without a brand
@@ -118,22 +118,6 @@ def _section(settings: Mapping[str, Any], name: str) -> dict[str, Any]:
     return dict(email.get(name) or {})
 
 
-def _inherited(own: dict[str, Any], default: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
-    """A header/footer/head section, with what it leaves unset taken from the default
-    brand's when it says ``inheritDefault``."""
-    if not own.get("inheritDefault") or default is None:
-        return own
-    fallback = _section(default.get("settings") or {}, name)
-    merged = {**fallback, **own}
-    # One level down too: a header must name a ``logo`` (the SDK requires it), so
-    # ``"logo": {}`` with ``inheritDefault`` takes the default's image and link; the
-    # ``social`` networks merge the same way.
-    for key, value in own.items():
-        if isinstance(value, Mapping) and isinstance(fallback.get(key), Mapping):
-            merged[key] = {**fallback[key], **value}
-    return merged
-
-
 def _checked(brand: Mapping[str, Any], what: str) -> dict[str, Any]:
     """The brand's settings, checked with the API's rules (``BrandError`` names the field)."""
     fields = parse_brand(
@@ -149,15 +133,16 @@ def _checked(brand: Mapping[str, Any], what: str) -> dict[str, Any]:
 
 def brand_look(brand: Mapping[str, Any], *, default: Mapping[str, Any] | None = None) -> BrandLook:
     """The look of ``brand`` (the brand as the API returns it). ``default`` is the
-    workspace default brand, for the sections that say ``inheritDefault``."""
+    workspace default brand, for the sections that say ``inheritDefault`` (see
+    :func:`tidings.domain.brands.with_inherited`; a brand already resolved needs none)."""
+    if default is not None:
+        brand = with_inherited(brand, {**default, **_checked(default, "default brand")})
     checked = _checked(brand, "brand")
     settings = checked["settings"]
-    if default is not None:
-        default = {**default, **_checked(default, "default brand")}
     colors = dict(settings.get("colors") or {})
-    header = _inherited(_section(settings, "header"), default, "header")
-    footer = _inherited(_section(settings, "footer"), default, "footer")
-    head = _inherited(_section(settings, "head"), default, "head")
+    header = _section(settings, "header")
+    footer = _section(settings, "footer")
+    head = _section(settings, "head")
     logo = header.get("logo") or {}
     social = footer.get("social") or {}
     links = tuple(
@@ -170,7 +155,7 @@ def brand_look(brand: Mapping[str, Any], *, default: Mapping[str, Any] | None = 
         template = {}
     width = DEFAULT_WIDTH
     if template.get("width"):
-        width = int(str(template["width"]).removesuffix("px"))
+        width = int(str(template["width"]).removesuffix("px"))  # checked: "640" or "640px"
     items = checked["snippets"].get("items") or []
     return BrandLook(
         brand_id=brand.get("id"),
