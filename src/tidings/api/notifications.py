@@ -45,7 +45,7 @@ router = APIRouter(prefix="/notifications", tags=["notifications"])
 
 CREATE_PREFIX = "nt:"  # idempotency keys share a table with /send's
 PUBLISH_PREFIX = "ntp:"
-MAX_IDEMPOTENCY_KEY = 255 - len(PUBLISH_PREFIX) - 40  # the column's width, less prefix and id
+MAX_IDEMPOTENCY_KEY = 180  # the column is 255 wide: room for the prefix and a template id
 
 TemplateId = Annotated[str, Path(max_length=64)]
 ElementId = Annotated[str, Path(max_length=domain.MAX_ELEMENT_ID)]
@@ -278,7 +278,8 @@ async def _idempotent(
 def _key(prefix: str, value: str | None) -> str | None:
     if value is None:
         return None
-    if not 0 < len(value) <= MAX_IDEMPOTENCY_KEY:
+    # The stored key carries a prefix (and publish's the template id) in a 255-wide column.
+    if not 0 < len(value) <= MAX_IDEMPOTENCY_KEY or len(prefix + value) > 255:
         raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
     return prefix + value
 
