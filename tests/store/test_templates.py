@@ -160,6 +160,9 @@ async def test_list_pages_filter_tags_and_alias(db: Database) -> None:
         assert [t.id for t in more.results] == [ids[3]] and more.cursor is None
         aliased = await store.list_page(conn, limit=5, cursor=None, alias="third")
         assert [t.id for t in aliased.results] == [ids[2]]
+        routed = await store.list_page(conn, limit=5, cursor=None, strategy_id="rs_1")
+        assert [t.id for t in routed.results] == [ids[0], ids[2], ids[3]]
+        assert (await store.list_page(conn, limit=5, cursor=None, strategy_id="rs_2")).results == []
         with pytest.raises(ValueError, match="cursor"):
             await store.list_page(conn, limit=1, cursor="garbage")
 

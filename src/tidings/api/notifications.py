@@ -503,7 +503,28 @@ async def list_versions(
     }
 
 
-@router.post("/{template_id}/publish", status_code=204, responses=_CONFLICT)
+def _body_doc(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": bool(required),
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "required": required, "properties": properties}
+                }
+            },
+        }
+    }
+
+
+_STATE: dict[str, Any] = {"type": "string", "enum": ["DRAFT", "PUBLISHED"]}
+
+
+@router.post(
+    "/{template_id}/publish",
+    status_code=204,
+    responses=_CONFLICT,
+    openapi_extra=_body_doc([], {"version": {"type": "string"}}),
+)
 async def publish_notification(
     template_id: TemplateId,
     request: Request,
@@ -642,7 +663,11 @@ async def _edit_content(
     return _mutation(edited)
 
 
-@router.put("/{template_id}/content")
+@router.put(
+    "/{template_id}/content",
+    responses=_CONFLICT,
+    openapi_extra=_body_doc(["content"], {"content": {"type": "object"}, "state": _STATE}),
+)
 async def put_content(
     template_id: TemplateId, request: Request, rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
@@ -660,7 +685,22 @@ async def put_content(
     return await _edit_content(rt, request, template_id, state, lambda _old: content)
 
 
-@router.put("/{template_id}/elements/{element_id}")
+@router.put(
+    "/{template_id}/elements/{element_id}",
+    responses=_CONFLICT,
+    openapi_extra=_body_doc(
+        ["type"],
+        {
+            "type": {"type": "string"},
+            "data": {"type": "object"},
+            "channels": {"type": "array", "items": {"type": "string"}},
+            "if": {"type": "string"},
+            "loop": {"type": "string"},
+            "ref": {"type": "string"},
+            "state": _STATE,
+        },
+    ),
+)
 async def put_element(
     template_id: TemplateId, element_id: ElementId, request: Request, rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
@@ -680,7 +720,14 @@ async def put_element(
     return await _edit_content(rt, request, template_id, state, edit)
 
 
-@router.put("/{template_id}/locales/{locale_id}")
+@router.put(
+    "/{template_id}/locales/{locale_id}",
+    responses=_CONFLICT,
+    openapi_extra=_body_doc(
+        ["elements"],
+        {"elements": {"type": "array", "items": {"type": "object"}}, "state": _STATE},
+    ),
+)
 async def put_locale(
     template_id: TemplateId, locale_id: LocaleId, request: Request, rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
