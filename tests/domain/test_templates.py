@@ -185,10 +185,19 @@ def test_replace_element_anywhere_in_the_tree() -> None:
     )
     with pytest.raises(LookupError):
         t.replace_element(content, "ghost", {"type": "text"})
+    # Type-specific fields may also come at the top level, as Courier's request allows.
+    top = t.replace_element(content, "body", {"type": "text", "content": "Top"})
+    assert t.find_element(top, "body") == {
+        "id": "body",
+        "type": "text",
+        "content": "Top",
+        "locales": {"fr": {"content": "Salut"}},
+    }
     assert (
-        _error(lambda: t.replace_element(content, "body", {"type": "text", "colour": 1})).path
-        == "colour"
+        _error(lambda: t.replace_element(content, "body", {"type": "text", "id": "x"})).path == "id"
     )
+    twice = {"type": "text", "content": "a", "data": {"content": "b"}}
+    assert _error(lambda: t.replace_element(content, "body", twice)).path == "data.content"
     assert _error(lambda: t.replace_element(content, "body", {"data": {}})).path == "type"
     assert _error(
         lambda: t.replace_element(content, "body", {"type": "text", "data": {"id": "x"}})
