@@ -348,6 +348,11 @@ def test_content_elements_and_locales(start_tidings: Callable[..., RunningTiding
         client.notifications.put_element(
             "elem_text_1", id=created.id, type="text", data={"id": "other", "content": "x"}
         )
+    # Type-specific fields may also come at the top level of the body.
+    top = client.notifications.put_element(
+        "elem_text_1", id=created.id, type="text", extra_body={"content": "Welcome back"}
+    )
+    assert {e.id: e.checksum for e in top.elements}["elem_text_1"] == sums["elem_text_1"]
     # The content parser refuses a text without content.
     with pytest.raises(courier.BadRequestError):
         client.notifications.put_element("elem_text_1", id=created.id, type="text")

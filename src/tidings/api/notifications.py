@@ -45,7 +45,7 @@ router = APIRouter(prefix="/notifications", tags=["notifications"])
 
 CREATE_PREFIX = "nt:"  # idempotency keys share a table with /send's
 PUBLISH_PREFIX = "ntp:"
-MAX_IDEMPOTENCY_KEY = 255 - len(PUBLISH_PREFIX) - 40  # the column's width, less prefix and id
+MAX_IDEMPOTENCY_KEY = 180  # the column is 255 wide: room for the prefix and a template id
 
 TemplateId = Annotated[str, Path(max_length=64)]
 ElementId = Annotated[str, Path(max_length=domain.MAX_ELEMENT_ID)]
@@ -278,7 +278,8 @@ async def _idempotent(
 def _key(prefix: str, value: str | None) -> str | None:
     if value is None:
         return None
-    if not 0 < len(value) <= MAX_IDEMPOTENCY_KEY:
+    # The stored key carries a prefix (and publish's the template id) in a 255-wide column.
+    if not 0 < len(value) <= MAX_IDEMPOTENCY_KEY or len(prefix + value) > 255:
         raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
     return prefix + value
 
@@ -502,7 +503,28 @@ async def list_versions(
     }
 
 
-@router.post("/{template_id}/publish", status_code=204, responses=_CONFLICT)
+def _body_doc(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": bool(required),
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "required": required, "properties": properties}
+                }
+            },
+        }
+    }
+
+
+_STATE: dict[str, Any] = {"type": "string", "enum": ["DRAFT", "PUBLISHED"]}
+
+
+@router.post(
+    "/{template_id}/publish",
+    status_code=204,
+    responses=_CONFLICT,
+    openapi_extra=_body_doc([], {"version": {"type": "string"}}),
+)
 async def publish_notification(
     template_id: TemplateId,
     request: Request,
@@ -641,7 +663,11 @@ async def _edit_content(
     return _mutation(edited)
 
 
-@router.put("/{template_id}/content")
+@router.put(
+    "/{template_id}/content",
+    responses=_CONFLICT,
+    openapi_extra=_body_doc(["content"], {"content": {"type": "object"}, "state": _STATE}),
+)
 async def put_content(
     template_id: TemplateId, request: Request, rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
@@ -659,7 +685,22 @@ async def put_content(
     return await _edit_content(rt, request, template_id, state, lambda _old: content)
 
 
-@router.put("/{template_id}/elements/{element_id}")
+@router.put(
+    "/{template_id}/elements/{element_id}",
+    responses=_CONFLICT,
+    openapi_extra=_body_doc(
+        ["type"],
+        {
+            "type": {"type": "string"},
+            "data": {"type": "object"},
+            "channels": {"type": "array", "items": {"type": "string"}},
+            "if": {"type": "string"},
+            "loop": {"type": "string"},
+            "ref": {"type": "string"},
+            "state": _STATE,
+        },
+    ),
+)
 async def put_element(
     template_id: TemplateId, element_id: ElementId, request: Request, rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
@@ -679,7 +720,14 @@ async def put_element(
     return await _edit_content(rt, request, template_id, state, edit)
 
 
-@router.put("/{template_id}/locales/{locale_id}")
+@router.put(
+    "/{template_id}/locales/{locale_id}",
+    responses=_CONFLICT,
+    openapi_extra=_body_doc(
+        ["elements"],
+        {"elements": {"type": "array", "items": {"type": "object"}}, "state": _STATE},
+    ),
+)
 async def put_locale(
     template_id: TemplateId, locale_id: LocaleId, request: Request, rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:

@@ -361,24 +361,24 @@ def find_element(content: Mapping[str, Any], element_id: str) -> dict[str, Any] 
 
 
 PUT_ELEMENT_FIELDS = ("type", "channels", "data", "if", "loop", "ref", "state")
+_CONTROL = ("channels", "if", "loop", "ref")
 
 
 def replace_element(
     content: Mapping[str, Any], element_id: str, body: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The content with element ``element_id`` replaced by the put_element ``body``
-    (``type``, ``data`` = the element's own fields, ``channels``, ``if``, ``loop``,
-    ``ref``). The element keeps its id, and its locales unless ``data`` gives some.
-    Raises :class:`LookupError` for an unknown id; the result is checked by the caller."""
+    """The content with element ``element_id`` replaced by the put_element ``body``:
+    ``type``, ``channels``, ``if``, ``loop``, ``ref``, and the element's own fields either
+    in ``data`` or at the top level (Courier's request allows type-specific fields there).
+    The element keeps its id, and its locales unless the body gives some. Raises
+    :class:`LookupError` for an unknown id; the result is checked by the caller (the
+    content parser refuses what an element of that type cannot hold)."""
     updated = copy.deepcopy(dict(content))
     target = find_element(updated, element_id)
     if target is None:
         raise LookupError(element_id)
-    unknown = [k for k in body if k not in PUT_ELEMENT_FIELDS]
-    if unknown:
-        raise ValidationError(
-            str(unknown[0]), f"is not a field of put element ({', '.join(PUT_ELEMENT_FIELDS)})"
-        )
+    if "id" in body:
+        raise ValidationError("id", "is not a body field: the path gives the element's id")
     kind = body.get("type")
     if not isinstance(kind, str) or not kind:
         raise ValidationError("type", "is required: the element's type (text, meta, action, ...)")
@@ -387,16 +387,22 @@ def replace_element(
         data = {}
     if not isinstance(data, Mapping):
         raise ValidationError("data", "must be an object: the element's own fields")
+    top = {k: v for k, v in body.items() if k not in ("type", "data", "state", *_CONTROL)}
     for key in data:
         if key in ("id", "type"):
             raise ValidationError(
                 key_path("data", key),
                 "is not an element field here (the path gives the id, type the type)",
             )
-        if key in ("channels", "if", "loop", "ref") and key in body:
+        if key in body:
             raise ValidationError(key_path("data", key), "is given twice (in data and at the top)")
-    new: dict[str, Any] = {"id": element_id, "type": kind, **copy.deepcopy(dict(data))}
-    for key in ("channels", "if", "loop", "ref"):
+    new: dict[str, Any] = {
+        "id": element_id,
+        "type": kind,
+        **copy.deepcopy(top),
+        **copy.deepcopy(dict(data)),
+    }
+    for key in _CONTROL:
         if body.get(key) is not None:
             new[key] = body[key]
     if "locales" not in new and "locales" in target:

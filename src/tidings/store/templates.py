@@ -347,7 +347,7 @@ async def list_page(
 ) -> Page:
     """Live templates, oldest first, ``limit`` at a time; ``tags``: only those carrying
     all of them (case-insensitive, before paging); ``alias``: the one it names;
-    ``strategy_id``: only those whose draft routes by that routing strategy."""
+    ``strategy_id``: those whose draft routes by that routing strategy."""
     query = sa.select(templates).where(templates.c.archived_at.is_(None))
     if alias is not None:
         query = query.where(
@@ -365,18 +365,17 @@ async def list_page(
         )
     query = query.order_by(templates.c.created, templates.c.id)
     wanted = {t.lower() for t in tags or []}
-    # Tags live inside the draft document: read in batches and filter here, so that the
-    # filter comes before paging as Courier's does.
+    # Tags and routing live inside the draft document: read in batches and filter here, so
+    # that the filter comes before paging as Courier's does.
     matched: list[sa.Row[Any]] = []
     offset, batch = 0, max(limit + 1, 100)
     while len(matched) <= limit:
         rows = (await conn.execute(query.limit(batch).offset(offset))).all()
         for row in rows:
-            have = {str(t).lower() for t in (row.draft or {}).get("tags") or []}
-            routing = (row.draft or {}).get("routing") or {}
-            if wanted <= have and (
-                strategy_id is None or routing.get("strategy_id") == strategy_id
-            ):
+            draft = row.draft or {}
+            have = {str(t).lower() for t in draft.get("tags") or []}
+            routing = draft.get("routing") or {}
+            if wanted <= have and strategy_id in (None, routing.get("strategy_id")):
                 matched.append(row)
         if len(rows) < batch:
             break
