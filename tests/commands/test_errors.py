@@ -37,6 +37,8 @@ SERVER_COMMANDS = {
     "suppressions list": ["suppressions", "list"],
     "suppressions show": ["suppressions", "show", "ann@example.test"],
     "suppressions delete": ["suppressions", "delete", "ann@example.test"],
+    "templates list": ["templates", "list"],
+    "templates render": ["templates", "render", "nt_1", "--data", "a=1"],
 }
 # The commands that work on the database or run a server themselves.
 LOCAL_COMMANDS = {
