@@ -23,8 +23,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
-from tidings.api.errors import error_response
-from tidings.api.send import _idempotency_expiry as idempotency_expiry
+from tidings.api import idempotency_keys
 from tidings.domain.brands import BrandError, BrandFields, parse_brand
 from tidings.errors import BadRequest, Conflict, NotFound
 from tidings.ids import new_id
@@ -118,16 +117,6 @@ def _checked(body: Any, *, creating: bool) -> BrandFields:
         raise BadRequest(str(exc)) from None
 
 
-def _replay(stored: idempotency.StoredAnswer, request_hash: str) -> JSONResponse:
-    if stored.request_hash != request_hash:
-        return error_response(
-            409,
-            "Idempotency-Key was already used with a different request body",
-            headers={"x-should-retry": "false"},
-        )
-    return JSONResponse(stored.body, status_code=stored.status_code)
-
-
 @router.post(
     "/brands", status_code=200, openapi_extra=_body_doc(creating=True), responses=_CREATE_ERRORS
 )
@@ -136,7 +125,7 @@ async def create_brand(
     rt: Runtime = Depends(runtime),
     idempotency_key: str | None = Header(default=None),
     x_idempotency_expiration: str | None = Header(default=None),
-) -> JSONResponse:
+) -> Response:
     """Create a brand; an ``Idempotency-Key`` replays the first answer until it expires."""
     raw, body = await _body(request)
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
@@ -144,19 +133,19 @@ async def create_brand(
     key = IDEMPOTENCY_PREFIX + idempotency_key if idempotency_key else None
     if x_idempotency_expiration is not None and key is None:
         raise BadRequest("x-idempotency-expiration is given without an Idempotency-Key")
-    expires_at = idempotency_expiry(x_idempotency_expiration, utcnow()) if key else None
+    expires_at = idempotency_keys.expiry(x_idempotency_expiration, utcnow()) if key else None
     request_hash = hashlib.sha256(raw).hexdigest()
     if key:
         async with rt.db.read() as conn:
             stored = await idempotency.find(conn, key)
         if stored is not None:
-            return _replay(stored, request_hash)
+            return idempotency_keys.replay(stored, request_hash)
     fields = _checked(body, creating=True)
     brand_id = fields.id or new_id()
     try:
         async with rt.db.write() as conn:
             if key and (stored := await idempotency.find(conn, key)) is not None:
-                return _replay(stored, request_hash)
+                return idempotency_keys.replay(stored, request_hash)
             if await store.exists(conn, brand_id):
                 raise Conflict(f"A brand with id '{brand_id}' already exists")
             answer = await store.create(
@@ -182,7 +171,7 @@ async def create_brand(
             async with rt.db.read() as conn:
                 stored = await idempotency.find(conn, key)
             if stored is not None:
-                return _replay(stored, request_hash)
+                return idempotency_keys.replay(stored, request_hash)
         raise Conflict(f"A brand with id '{brand_id}' already exists") from None
     return JSONResponse(answer, status_code=200)
 

@@ -25,9 +25,8 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
+from tidings.api import idempotency_keys
 from tidings.api.auth import presented_key
-from tidings.api.errors import error_response
-from tidings.api.send import _idempotency_expiry as idempotency_expiry
 from tidings.domain import templates as domain
 from tidings.domain.content import ELEMENTAL_VERSION
 from tidings.domain.errors import ValidationError
@@ -215,18 +214,6 @@ async def _alias_conflict(rt: Runtime, payload: WritePayload, template_id: str |
             )
 
 
-def _replay(stored: idempotency.StoredAnswer, request_hash: str) -> Response:
-    if stored.request_hash != request_hash:
-        return error_response(
-            409,
-            "Idempotency-Key was already used with a different request body",
-            headers={"x-should-retry": "false"},
-        )
-    if stored.status_code == 204:
-        return Response(status_code=204)
-    return JSONResponse(stored.body, status_code=stored.status_code)
-
-
 async def _idempotent(
     rt: Runtime,
     key: str | None,
@@ -238,16 +225,16 @@ async def _idempotent(
     """Run ``work`` in one write transaction; with a key, store its answer there too and
     replay it for a later request with the same key (a different body → 409)."""
     request_hash = hashlib.sha256(raw).hexdigest()
-    expires = idempotency_expiry(expiration, utcnow()) if key else None
+    expires = idempotency_keys.expiry(expiration, utcnow()) if key else None
     if key:
         async with rt.db.read() as conn:
             stored = await idempotency.find(conn, key)
         if stored is not None:
-            return _replay(stored, request_hash)
+            return idempotency_keys.replay(stored, request_hash)
     try:
         async with rt.db.write() as conn:
             if key and (stored := await idempotency.find(conn, key)) is not None:
-                return _replay(stored, request_hash)
+                return idempotency_keys.replay(stored, request_hash)
             status, answer = await work(conn)
             if key:
                 assert expires is not None
@@ -266,7 +253,7 @@ async def _idempotent(
             async with rt.db.read() as conn:
                 stored = await idempotency.find(conn, key)
             if stored is not None:
-                return _replay(stored, request_hash)
+                return idempotency_keys.replay(stored, request_hash)
         if on_integrity is not None:
             await on_integrity()
         raise

@@ -23,8 +23,8 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
+from tidings.api import idempotency_keys
 from tidings.api.auth import presented_key
-from tidings.api.errors import error_response
 from tidings.api.notifications import template_summary
 from tidings.api.schemas import check_channels, check_providers, check_routing
 from tidings.api.send import _known_provider_keys as known_provider_keys
@@ -165,7 +165,7 @@ async def create_strategy(
     request: Request,
     rt: Runtime = Depends(runtime),
     idempotency_key: str | None = Header(default=None),
-) -> JSONResponse:
+) -> Response:
     """Create a strategy; an ``Idempotency-Key`` replays the first answer for 24 hours."""
     raw, body = await _body(request)
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
@@ -176,13 +176,13 @@ async def create_strategy(
         async with rt.db.read() as conn:
             stored = await idempotency.find(conn, key)
         if stored is not None:
-            return _replay(stored, request_hash)
+            return idempotency_keys.replay(stored, request_hash)
     fields = _validated(body)
     who = _who(request)
     try:
         async with rt.db.write() as conn:
             if key and (stored := await idempotency.find(conn, key)) is not None:
-                return _replay(stored, request_hash)
+                return idempotency_keys.replay(stored, request_hash)
             created = await store.create(conn, creator=who, **fields)
             answer = _full(created)
             if key:
@@ -202,18 +202,8 @@ async def create_strategy(
             stored = await idempotency.find(conn, key)
         if stored is None:
             raise
-        return _replay(stored, request_hash)
+        return idempotency_keys.replay(stored, request_hash)
     return JSONResponse(answer, status_code=200)
-
-
-def _replay(stored: idempotency.StoredAnswer, request_hash: str) -> JSONResponse:
-    if stored.request_hash != request_hash:
-        return error_response(
-            409,
-            "Idempotency-Key was already used with a different request body",
-            headers={"x-should-retry": "false"},
-        )
-    return JSONResponse(stored.body, status_code=stored.status_code)
 
 
 @router.get("")

@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
 
-from tidings.api.errors import describe_validation, error_response
+from tidings.api import idempotency_keys
+from tidings.api.errors import describe_validation
 from tidings.api.schemas import (
     EmailOverride,
     MailgunOverride,
@@ -28,7 +29,6 @@ from tidings.api.schemas import (
     check_providers,
     check_routing,
     duration_ms,
-    parse_epoch_ms,
     parse_when,
 )
 from tidings.api.unhonoured import refuse_unhonoured
@@ -44,7 +44,6 @@ from tidings.providers.mailgun.settings import MailgunSettings
 from tidings.providers.settings import merge_override
 from tidings.render.email import check_content
 from tidings.runtime import Runtime, runtime
-from tidings.store import brands as brands_store
 from tidings.store import facts as facts_codec
 from tidings.store import idempotency, routing_strategies
 from tidings.store import messages as store
@@ -53,10 +52,14 @@ from tidings.store import templates as templates_store
 from tidings.store.clock import utcnow
 from tidings.store.database import Conn
 from tidings.store.status_feed import publish_new
+from tidings.store.template_payload import (
+    UnknownBrand,
+    brand_with_default,
+    template_reference,
+)
 
 router = APIRouter(tags=["send"])
 
-IDEMPOTENCY_MIN = timedelta(hours=24)
 MAX_IDEMPOTENCY_KEY = 255  # the column's width
 
 
@@ -104,21 +107,6 @@ def _when(value: str, path: str) -> datetime:
         return parse_when(value, path)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-
-
-def _idempotency_expiry(header: str | None, now: datetime) -> datetime:
-    if not header:
-        return now + IDEMPOTENCY_MIN
-    value = header.strip()
-    try:
-        at = (
-            parse_epoch_ms(value, "x-idempotency-expiration")
-            if value.isdigit()
-            else parse_when(value, "x-idempotency-expiration")
-        )
-    except ValueError as exc:
-        raise BadRequest(f"{exc} (epoch milliseconds or an ISO 8601 date are accepted)") from None
-    return max(at, now + IDEMPOTENCY_MIN)
 
 
 def _not_before(msg: MessageIn, now: datetime) -> datetime:
@@ -269,16 +257,7 @@ def _payload(
     return {
         "to": raw_to,
         "content": template.content if template is not None else msg.content,
-        "template": (
-            {
-                "id": template.id,
-                "version": template.version,
-                "alias": template.alias,
-                "name": template.name,
-            }
-            if template is not None
-            else None
-        ),
+        "template": template_reference(template) if template is not None else None,
         "template_email": template.email if template is not None else None,
         "brand": stored.brand,
         "brand_default": stored.brand_default,
@@ -342,18 +321,19 @@ async def _stored_parts(msg: MessageIn, rt: Runtime) -> StoredParts:
                 template = await templates_store.find_sendable(conn, name)
             except templates_store.TemplateUnavailable as exc:
                 raise BadRequest(f"{path}: {exc}") from None
-        brand = await _brand(conn, msg, template)
-        default = await brands_store.default_brand(conn) if brand is not None else None
-    if default is not None and brand is not None and default.get("id") == brand.get("id"):
-        default = None
+        path, brand_id = _brand_choice(msg, template)
+        try:
+            brand, default = await brand_with_default(conn, brand_id)
+        except UnknownBrand as exc:
+            raise BadRequest(f"{path}: {exc}") from None
     return StoredParts(template=template, brand=brand, brand_default=default)
 
 
-async def _brand(
-    conn: Conn, msg: MessageIn, template: templates_store.SendableTemplate | None
-) -> dict[str, Any] | None:
-    """The brand of this send: message.brand_id, else channels.email.brand_id, else the
-    template's, else the workspace default (Courier's order)."""
+def _brand_choice(
+    msg: MessageIn, template: templates_store.SendableTemplate | None
+) -> tuple[str, str | None]:
+    """Which brand this send names, and where: message.brand_id, else
+    channels.email.brand_id, else the template's (none: the workspace default)."""
     email = (msg.channels or {}).get("email")
     channel_brand = (email.model_extra or {}).get("brand_id") if email else None
     for path, brand_id in (
@@ -362,11 +342,8 @@ async def _brand(
         ("the template's brand", template.brand_id if template else None),
     ):
         if brand_id:
-            found = await brands_store.get_brand(conn, brand_id)
-            if found is None:
-                raise BadRequest(f"{path}: there is no brand {brand_id!r}")
-            return found
-    return await brands_store.default_brand(conn)
+            return path, brand_id
+    return "the default brand", None
 
 
 @router.post(
@@ -389,7 +366,7 @@ async def send(
     rt: Runtime = Depends(runtime),
     idempotency_key: str | None = Header(default=None),
     x_idempotency_expiration: str | None = Header(default=None),
-) -> JSONResponse:
+) -> Response:
     # Its size (TIDINGS_MAX_SEND_BODY_BYTES), depth and text were checked on the way in
     # (tidings.api.guard), before it was read.
     raw = await request.body()
@@ -406,7 +383,7 @@ async def send(
         async with rt.db.read() as conn:
             stored = await idempotency.find(conn, idempotency_key)
         if stored is not None:
-            return _replay(stored, request_hash)
+            return idempotency_keys.replay(stored, request_hash)
     raw_message = body.model_dump(mode="json", by_alias=True, exclude_unset=True)["message"]
     refuse_unhonoured(raw_message)
     recipients = validate_message(msg)
@@ -437,7 +414,7 @@ async def send(
     routing = _routing_fields(msg, strategy)
     not_before = _not_before(msg, now)
     expires_at = _expires_at(msg, now, rt.settings.message_timeout_ms)
-    key_expiry = _idempotency_expiry(x_idempotency_expiration, now) if idempotency_key else None
+    key_expiry = idempotency_keys.expiry(x_idempotency_expiration, now) if idempotency_key else None
 
     ids = [new_id() for _ in recipients]
     raw_list = msg.to if isinstance(msg.to, list) else [msg.to or {}]
@@ -513,17 +490,7 @@ async def send(
         if replayed is None:
             raise
     if replayed is not None:
-        return _replay(replayed, request_hash)
+        return idempotency_keys.replay(replayed, request_hash)
     rt.metrics.accepted.inc(len(new))
     rt.wake()
     return JSONResponse(answer, status_code=202)
-
-
-def _replay(stored: idempotency.StoredAnswer, request_hash: str) -> JSONResponse:
-    if stored.request_hash != request_hash:
-        return error_response(
-            409,
-            "Idempotency-Key was already used with a different request body",
-            headers={"x-should-retry": "false"},
-        )
-    return JSONResponse(stored.body, status_code=stored.status_code)

@@ -34,6 +34,16 @@ async def brand_with_default(
     return brand, default
 
 
+def template_reference(template: SendableTemplate) -> dict[str, Any]:
+    """What a message records of the template it was sent by (history, errors)."""
+    return {
+        "id": template.id,
+        "version": template.version,
+        "alias": template.alias,
+        "name": template.name,
+    }
+
+
 async def template_payload(
     conn: Conn, template: SendableTemplate, data: dict[str, Any], brand_id: str | None
 ) -> dict[str, Any]:
@@ -42,12 +52,7 @@ async def template_payload(
     brand, default = await brand_with_default(conn, brand_id or template.brand_id)
     return {
         "content": template.content,
-        "template": {
-            "id": template.id,
-            "version": template.version,
-            "alias": template.alias,
-            "name": template.name,
-        },
+        "template": template_reference(template),
         "template_email": template.email,
         "brand": brand,
         "brand_default": default,
