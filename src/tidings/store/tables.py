@@ -416,3 +416,18 @@ brand_default = sa.Table(
     sa.Column("brand_id", sa.String(64), sa.ForeignKey("brands.id"), nullable=False),
     sa.Column("updated", TS, nullable=False),
 )
+
+audiences = sa.Table(
+    "audiences",
+    metadata,
+    # Courier's audiences: a filter over profile fields, kept in the API's (checked) shape
+    # and evaluated when members are asked for, so membership follows the profiles.
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("filter", sa.JSON, nullable=False),
+    # Counts the writes: the ``audience_version`` a member list answers with.
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created", TS, nullable=False, index=True),
+    sa.Column("updated", TS, nullable=False),
+)
