@@ -1,6 +1,6 @@
-"""Courier's Audiences API through Courier's SDK on a real server: create-or-replace,
-retrieve, list by cursor, delete, members by each operator family and by AND/OR nesting,
-members following the profiles, and hostile filters refused by field."""
+"""Courier's Audiences API through Courier's SDK on a real server (SQLite and PostgreSQL):
+create-or-replace, retrieve, list by cursor, delete, members by each operator family and by
+AND/OR nesting, members following the profiles, and hostile filters refused by field."""
 
 from __future__ import annotations
 
@@ -44,9 +44,16 @@ PEOPLE: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture
-def client(start_tidings: Callable[..., RunningTidings]) -> Iterator[Courier]:
-    client = start_tidings(run_workers=False).courier()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def client(
+    start_tidings: Callable[..., RunningTidings], request: pytest.FixtureRequest
+) -> Iterator[Courier]:
+    """A server on SQLite, then on PostgreSQL (whose collation orders user ids otherwise),
+    with PEOPLE's profiles stored."""
+    backend: dict[str, Any] = {}
+    if request.param == "postgresql":
+        backend["database_url"] = str(request.getfixturevalue("postgres_url"))
+    client = start_tidings(run_workers=False, **backend).courier()
     for user_id, profile in PEOPLE.items():
         client.profiles.replace(user_id, profile=profile)
     yield client
