@@ -289,6 +289,13 @@ def test_hostile_profiles_do_not_break_evaluation() -> None:
     assert holds("INCLUDES", "channels", "9999", huge)
     assert not holds("IS_AFTER", "name", "2020-01-01", huge)
     assert resolve({"a": [1]}, "a.5") is resolve({}, "a")  # both missing
+    # The widest INCLUDES against a long list field: a set lookup per item.
+    many = [f"v{i}" for i in range(100)]
+    assert holds("INCLUDES", "tags", many, {"tags": [f"t{i}" for i in range(100_000)] + ["v99"]})
+    assert not holds("INCLUDES", "tags", many, {"tags": [f"t{i}" for i in range(100_000)]})
+    assert not holds("GT", "n", "1", {"n": "1_000"})  # not a number to a JSON reader
+    assert holds("INCLUDES", "n", ["7", "36"], {"n": [1, 36.0, True]})
+    assert holds("INCLUDES", "flags", "true", {"flags": [False, True]})
 
 
 # Properties ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ AND/OR nesting, members following the profiles, and hostile filters refused by f
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import courier
@@ -207,6 +208,23 @@ def test_and_or_nesting(client: Courier) -> None:
         "bob",
         "cy",
     ]
+
+
+def test_concurrent_creates_of_one_id_all_succeed(client: Courier) -> None:
+    """Eight PUTs of a new id at once: one creates it, the others replace it (on
+    PostgreSQL the losing inserts are retried as replacements), and none is an error."""
+
+    def put(i: int) -> int:
+        made = client.audiences.update(
+            "race", name=f"n{i}", filter={"filters": [rule("GT", "age", str(i))]}
+        )
+        return int(made.audience.name[1:])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert sorted(pool.map(put, range(8))) == list(range(8))
+    versions = {i.audience_version for i in client.audiences.list_members("race").items}
+    assert versions == {8}
+    assert [a.id for a in client.audiences.list().items] == ["race"]
 
 
 def test_members_follow_the_profiles(client: Courier) -> None:

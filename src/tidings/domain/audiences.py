@@ -81,6 +81,9 @@ class Condition:
     number: float | None = None
     when: datetime | None = None
     flag: bool | None = None
+    # INCLUDES / OMIT: the values as a set, so that a long list field costs one lookup an
+    # item rather than one comparison an item per value.
+    choices: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +192,10 @@ def _condition(operator: str, raw: Mapping[str, Any], path: str) -> Condition:
         if not value or len(value) > MAX_VALUES:
             raise ValidationError(where, f"must list 1 to {MAX_VALUES} strings")
         items = tuple(_string(v, index_path(where, i)) for i, v in enumerate(value))
-        return Condition(operator, field, items)
+        return Condition(operator, field, items, choices=frozenset(items))
     text = _string(value, where)
+    if operator in MULTI:
+        return Condition(operator, field, text, choices=frozenset((text,)))
     if operator in NUMERIC:
         number = _number(text)
         if number is None:
@@ -238,7 +243,8 @@ def _number(value: Any) -> float | None:
     try:
         if isinstance(value, int | float):
             number = float(value)
-        elif isinstance(value, str) and len(value) <= 64:
+        elif isinstance(value, str) and len(value) <= 64 and "_" not in value:
+            # float() would also read "1_000"; a JSON reader (and Courier's) would not.
             number = float(value.strip())
         else:
             return None
@@ -292,12 +298,17 @@ def _equals(field: Any, value: str) -> bool:
     return False
 
 
-def _includes(field: Any, values: tuple[str, ...]) -> bool:
-    if isinstance(field, list):
-        return any(_equals(item, v) for item in field for v in values)
+def _includes(field: Any, choices: frozenset[str]) -> bool:
     if isinstance(field, str):
-        return any(v in field for v in values)
-    return any(_equals(field, v) for v in values)
+        return any(v in field for v in choices)
+    items = field if isinstance(field, list) else [field]
+    for item in items:
+        if isinstance(item, str):
+            if item in choices:
+                return True
+        elif isinstance(item, bool | int | float) and any(_equals(item, v) for v in choices):
+            return True
+    return False
 
 
 def _holds(rule: Condition, profile: Mapping[str, Any]) -> bool:
@@ -305,11 +316,10 @@ def _holds(rule: Condition, profile: Mapping[str, Any]) -> bool:
     op = rule.operator
     if op == "EXISTS":
         return (field is not _MISSING and field is not None) == rule.flag
-    values = rule.value if isinstance(rule.value, tuple) else (rule.value,)
     if op == "INCLUDES":
-        return field is not _MISSING and _includes(field, values)
+        return field is not _MISSING and _includes(field, rule.choices)
     if op == "OMIT":
-        return field is _MISSING or not _includes(field, values)
+        return field is _MISSING or not _includes(field, rule.choices)
     assert isinstance(rule.value, str)  # only INCLUDES / OMIT take a list
     if op == "EQ":
         return _equals(field, rule.value)
