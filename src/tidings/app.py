@@ -19,6 +19,7 @@ from tidings.api import brands as brands_api
 from tidings.api import errors as api_errors
 from tidings.api import guard
 from tidings.api import health as health_api
+from tidings.api import lists as lists_api
 from tidings.api import messages as messages_api
 from tidings.api import metrics as metrics_api
 from tidings.api import notifications as notifications_api
@@ -191,6 +192,7 @@ def create_app(
     app.include_router(stream_api.router, dependencies=protected)
     app.include_router(messages_api.router, dependencies=protected)
     app.include_router(profiles_api.router, dependencies=protected)
+    app.include_router(lists_api.router, dependencies=protected)
     app.include_router(providers_api.router, dependencies=protected)
     app.include_router(provider_tools_api.router, dependencies=protected)
     app.include_router(suppressions_api.router, dependencies=protected)
