@@ -1,0 +1,200 @@
+"""Who a ``/send`` reaches: ``message.to`` read into entries, and expanded at accept time
+into one target (one tracked message) per recipient.
+
+An entry is either one recipient (``user_id``, ``email``: :mod:`tidings.domain.recipients`)
+or a *group* that names many: ``list_id`` (the subscribers of a live list) or
+``list_pattern`` (the subscribers of every live list the pattern matches). A group entry
+may carry ``data``, laid over ``message.data`` for each of its members as a recipient's
+``to.data`` is; it names no one itself, so ``user_id``, ``email`` and the other recipient
+fields are refused on it.
+
+Dedupe: a user gets one message per request. Every user named by a ``user_id`` entry keeps
+their message(s) exactly as before (each such entry is one message, as without groups); a
+group member whose ``user_id`` was already reached — by a ``user_id`` entry anywhere in
+``to``, or by an earlier group (in ``to`` order; a pattern's lists in id order) — is
+skipped. The first group that reaches a user is the one recorded for its message (its list
+id for ``messages.list?list=``, its subscription's preferences under ``list_preferences``).
+
+Adding a kind of group is one entry in :data:`GROUPS`: the recipient key, how its value is
+checked, and how its members are read (``async (conn, value, limit) -> [GroupMember]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidings.domain.errors import key_path
+from tidings.domain.lists import check_list_id, parse_pattern
+from tidings.domain.recipients import Recipient, RecipientError, parse_recipient
+from tidings.errors import BadRequest
+from tidings.store import lists as lists_store
+from tidings.store.database import Conn
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """One user a group reaches, and through which list (None: not through a list)."""
+
+    user_id: str
+    list_id: str | None = None
+    preferences: dict[str, Any] | None = None  # the list subscription's, exactly as given
+
+
+# (conn, the entry's value, at most how many) -> members, in a stable order.
+Members = Callable[[Conn, str, int], Awaitable[list[GroupMember]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    check: Callable[[Any, str], str]  # the value, its path -> the value; raises ValidationError
+    members: Members
+
+
+async def _list_members(conn: Conn, list_id: str, limit: int) -> list[GroupMember]:
+    found = await lists_store.members(conn, list_id, limit=limit)
+    return [GroupMember(m.user_id, m.list_id, m.preferences) for m in found]
+
+
+async def _pattern_members(conn: Conn, pattern: str, limit: int) -> list[GroupMember]:
+    out: list[GroupMember] = []
+    for list_id in await lists_store.matching(conn, parse_pattern(pattern)):
+        # Over the limit counting duplicates is not necessarily over it once deduped, so each
+        # list is read up to the limit and the caller counts distinct users.
+        out.extend(await _list_members(conn, list_id, limit))
+    return out
+
+
+def _check_pattern(value: Any, path: str) -> str:
+    parse_pattern(value, path)
+    assert isinstance(value, str)
+    return value
+
+
+GROUPS: dict[str, Group] = {
+    "list_id": Group(check=check_list_id, members=_list_members),
+    "list_pattern": Group(check=_check_pattern, members=_pattern_members),
+}
+# What a group entry may carry besides its key (filters is refused by api/unhonoured.py).
+_GROUP_FIELDS = ("data", "filters")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One item of ``message.to``: a recipient, or a group (``kind`` names it)."""
+
+    raw: dict[str, Any]
+    recipient: Recipient | None = None
+    kind: str | None = None
+    value: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One message to make: who it is for and what its payload's ``to`` is."""
+
+    recipient: Recipient
+    raw_to: dict[str, Any]
+    list_id: str | None = None
+    list_preferences: dict[str, Any] | None = None
+
+
+class TooManyRecipients(BadRequest):
+    """The send expands beyond ``TIDINGS_MAX_SEND_RECIPIENTS``."""
+
+
+def parse_to(value: Any, path: str = "message.to") -> list[Entry]:
+    """Check ``message.to`` (an object or a non-empty list) into entries; raises
+    :class:`~tidings.domain.errors.ValidationError` naming the first wrong field."""
+    if isinstance(value, Mapping):
+        return [_entry(value, path)]
+    if isinstance(value, list):
+        if not value:
+            raise RecipientError(path, "must name at least one recipient")
+        return [_entry(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    raise RecipientError(path, "must be a recipient object or a list of them")
+
+
+def _entry(value: Any, path: str) -> Entry:
+    if not isinstance(value, Mapping):
+        raise RecipientError(path, "must be an object")
+    kinds = [key for key in GROUPS if value.get(key) is not None]
+    if not kinds:
+        return Entry(raw=dict(value), recipient=parse_recipient(value, path))
+    if len(kinds) > 1:
+        raise RecipientError(path, f"give one of {', '.join(kinds)}, not several")
+    kind = kinds[0]
+    for key in value:
+        if key != kind and key not in _GROUP_FIELDS and value[key] is not None:
+            raise RecipientError(
+                key_path(path, key),
+                f"is not a field of a {kind} recipient (it takes {kind} and data; to send "
+                "to someone besides the group, give them their own entry in message.to)",
+            )
+    checked = GROUPS[kind].check(value[kind], key_path(path, kind))
+    data = value.get("data")
+    if data is not None and not isinstance(data, Mapping):
+        raise RecipientError(key_path(path, "data"), "must be an object")
+    return Entry(raw=dict(value), kind=kind, value=checked, data=dict(data or {}))
+
+
+def is_grouped(entries: list[Entry]) -> bool:
+    """Whether the send names a group (its answer is then a request id whatever the count)."""
+    return any(e.kind is not None for e in entries)
+
+
+async def expand_recipients(conn: Conn, entries: list[Entry], *, limit: int) -> list[Target]:
+    """One target per message, in ``to`` order: each recipient entry as given, each group
+    entry as its members not reached before (see the module's note on dedupe). Raises
+    :class:`TooManyRecipients` when there would be more than ``limit``."""
+    reached = {e.recipient.user_id for e in entries if e.recipient and e.recipient.user_id}
+    targets: list[Target] = []
+
+    def room() -> int:
+        return limit - len(targets)
+
+    for entry in entries:
+        if entry.recipient is not None:
+            targets.append(Target(recipient=entry.recipient, raw_to=entry.raw))
+        else:
+            assert entry.kind is not None and entry.value is not None
+            # One more than there is room for tells that the limit is passed.
+            members = await GROUPS[entry.kind].members(conn, entry.value, room() + 1)
+            for member in members:
+                if member.user_id in reached:
+                    continue
+                reached.add(member.user_id)
+                raw_to: dict[str, Any] = {"user_id": member.user_id}
+                if entry.data:
+                    raw_to["data"] = dict(entry.data)
+                targets.append(
+                    Target(
+                        recipient=Recipient(user_id=member.user_id, data=dict(entry.data)),
+                        raw_to=raw_to,
+                        list_id=member.list_id,
+                        list_preferences=member.preferences,
+                    )
+                )
+                if room() < 0:
+                    break
+        if room() < 0:
+            raise TooManyRecipients(
+                f"message.to: this send reaches more than {limit} recipients, the most one "
+                "send may have (TIDINGS_MAX_SEND_RECIPIENTS); split it, or raise the setting"
+            )
+    return targets
+
+
+__all__ = [
+    "GROUPS",
+    "Entry",
+    "Group",
+    "GroupMember",
+    "Target",
+    "TooManyRecipients",
+    "expand_recipients",
+    "is_grouped",
+    "parse_to",
+]
