@@ -15,8 +15,13 @@ group member whose ``user_id`` was already reached — by a ``user_id`` entry an
 skipped. The first group that reaches a user is the one recorded for its message (its list
 id for ``messages.list?list=``, its subscription's preferences under ``list_preferences``).
 
+A ``list_id`` that names no list, or an archived one, is a 400 naming the field (a send
+to it would reach no one); an empty list, and a pattern that matches no live list, reach no
+one and are accepted (202, a request id, zero messages).
+
 Adding a kind of group is one entry in :data:`GROUPS`: the recipient key, how its value is
-checked, and how its members are read (``async (conn, value, limit) -> [GroupMember]``).
+checked, and how its members are read (``async (conn, value, limit) -> [GroupMember]``,
+raising :class:`UnknownGroup` for a value that names nothing).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ class GroupMember:
     preferences: dict[str, Any] | None = None  # the list subscription's, exactly as given
 
 
-# (conn, the entry's value, at most how many) -> members, in a stable order.
+# (conn, the entry's value, at most how many) -> distinct members, in a stable order.
 Members = Callable[[Conn, str, int], Awaitable[list[GroupMember]]]
 
 
@@ -52,18 +57,44 @@ class Group:
     members: Members
 
 
+class UnknownGroup(Exception):
+    """A group entry names nothing that can be sent to; the sentence says why."""
+
+
 async def _list_members(conn: Conn, list_id: str, limit: int) -> list[GroupMember]:
+    # A list id that names no list is a mistake worth a 400 (a typo would send to no one
+    # and say 202); an archived list is halted. An empty list is fine: it reaches no one.
+    state = await lists_store.state(conn, list_id)
+    if state is None:
+        raise UnknownGroup(
+            f"there is no list '{list_id}' (create it with PUT /lists/{list_id}, or by "
+            "subscribing someone to it)"
+        )
+    if state == "archived":
+        raise UnknownGroup(
+            f"list '{list_id}' is archived, which halts sends to it; restore it with "
+            f"PUT /lists/{list_id}/restore"
+        )
+    return await _members_of_live(conn, list_id, limit)
+
+
+async def _members_of_live(conn: Conn, list_id: str, limit: int) -> list[GroupMember]:
     found = await lists_store.members(conn, list_id, limit=limit)
     return [GroupMember(m.user_id, m.list_id, m.preferences) for m in found]
 
 
 async def _pattern_members(conn: Conn, pattern: str, limit: int) -> list[GroupMember]:
-    out: list[GroupMember] = []
+    """Distinct users of every live list the pattern matches (the first list that has a
+    user is theirs), at most ``limit``."""
+    distinct: dict[str, GroupMember] = {}
     for list_id in await lists_store.matching(conn, parse_pattern(pattern)):
-        # Over the limit counting duplicates is not necessarily over it once deduped, so each
-        # list is read up to the limit and the caller counts distinct users.
-        out.extend(await _list_members(conn, list_id, limit))
-    return out
+        if len(distinct) >= limit:
+            break
+        # At most len(distinct) of this list's users were seen in earlier lists, so this
+        # many rows hold enough new ones to reach the limit, if the list has them.
+        for member in await _members_of_live(conn, list_id, limit + len(distinct)):
+            distinct.setdefault(member.user_id, member)
+    return list(distinct.values())[:limit]
 
 
 def _check_pattern(value: Any, path: str) -> str:
@@ -85,6 +116,7 @@ class Entry:
     """One item of ``message.to``: a recipient, or a group (``kind`` names it)."""
 
     raw: dict[str, Any]
+    path: str
     recipient: Recipient | None = None
     kind: str | None = None
     value: str | None = None
@@ -122,7 +154,7 @@ def _entry(value: Any, path: str) -> Entry:
         raise RecipientError(path, "must be an object")
     kinds = [key for key in GROUPS if value.get(key) is not None]
     if not kinds:
-        return Entry(raw=dict(value), recipient=parse_recipient(value, path))
+        return Entry(raw=dict(value), path=path, recipient=parse_recipient(value, path))
     if len(kinds) > 1:
         raise RecipientError(path, f"give one of {', '.join(kinds)}, not several")
     kind = kinds[0]
@@ -137,7 +169,7 @@ def _entry(value: Any, path: str) -> Entry:
     data = value.get("data")
     if data is not None and not isinstance(data, Mapping):
         raise RecipientError(key_path(path, "data"), "must be an object")
-    return Entry(raw=dict(value), kind=kind, value=checked, data=dict(data or {}))
+    return Entry(raw=dict(value), path=path, kind=kind, value=checked, data=dict(data or {}))
 
 
 def is_grouped(entries: list[Entry]) -> bool:
@@ -160,8 +192,13 @@ async def expand_recipients(conn: Conn, entries: list[Entry], *, limit: int) -> 
             targets.append(Target(recipient=entry.recipient, raw_to=entry.raw))
         else:
             assert entry.kind is not None and entry.value is not None
-            # One more than there is room for tells that the limit is passed.
-            members = await GROUPS[entry.kind].members(conn, entry.value, room() + 1)
+            # One more new user than there is room for tells that the limit is passed; at
+            # most len(reached) of those read can be users reached already.
+            want = room() + 1 + len(reached)
+            try:
+                members = await GROUPS[entry.kind].members(conn, entry.value, want)
+            except UnknownGroup as exc:
+                raise BadRequest(f"{key_path(entry.path, entry.kind)}: {exc}") from None
             for member in members:
                 if member.user_id in reached:
                     continue
@@ -194,6 +231,7 @@ __all__ = [
     "GroupMember",
     "Target",
     "TooManyRecipients",
+    "UnknownGroup",
     "expand_recipients",
     "is_grouped",
     "parse_to",
