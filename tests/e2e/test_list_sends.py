@@ -277,3 +277,32 @@ def test_requests_counts_archive_and_message_filters(
         )
         assert http.get("/messages", params={"archived": "maybe"}).status_code == 400
         assert http.get("/requests/" + "r" * 41).status_code == 400
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == "sqlite":
+        return {}
+    return {"database_url": str(request.getfixturevalue("postgres_url"))}
+
+
+def test_a_send_to_40000_subscribers_is_accepted_in_one_go(
+    start_tidings: Callable[..., RunningTidings], backend: dict[str, Any]
+) -> None:
+    """Past what one statement may bind (PostgreSQL: 32767 parameters), all committed
+    before the 202; no workers, so only acceptance is measured."""
+    server = start_tidings(run_workers=False, **backend)
+    client = server.courier()
+    count = 40_000
+    for start in range(0, count, 10_000):
+        client.lists.subscriptions.add(
+            "everyone",
+            recipients=[{"recipient_id": f"u{i:05}"} for i in range(start, start + 10_000)],
+        )
+    request_id = client.send.message(
+        message={"to": {"list_id": "everyone"}, "content": CONTENT}, timeout=300
+    ).request_id
+    found = _request(server, request_id)
+    assert found["total"] == count and found["counts"] == {"ENQUEUED": count}
+    page = client.messages.list(list="everyone", extra_query={"limit": 500})
+    assert len(page.results) == 500 and page.paging.more
