@@ -209,3 +209,39 @@ def test_hostile_input_is_a_400_naming_the_field(
         assert says in answer.json()["message"], answer.json()
         # nothing was created by a refused request
         assert http.get("/lists").json()["items"] == []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == "sqlite":
+        return {}
+    return {"database_url": str(request.getfixturevalue("postgres_url"))}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/lists/a%00b", None),
+        ("PUT", "/lists/ok/subscriptions/u%00", {}),
+        ("POST", "/lists/ok/subscriptions", {"recipients": [{"recipientId": "a\u0000"}]}),
+        ("PUT", "/lists/ok", {"name": "n\u0000"}),
+        ("GET", "/lists?pattern=a%00", None),
+        ("GET", "/profiles/" + "u" * 300 + "/lists", None),
+        ("GET", "/requests/r%00", None),
+        ("GET", "/messages?list=a%00", None),
+        ("GET", "/messages?tenant_id=a%00", None),
+        ("GET", "/messages?notification=" + "n" * 100, None),
+    ],
+)
+def test_what_no_database_can_store_is_a_400(
+    start_tidings: Callable[..., RunningTidings],
+    backend: dict[str, Any],
+    method: str,
+    path: str,
+    body: Any,
+) -> None:
+    server = start_tidings(run_workers=False, **backend)
+    with server.http() as http:
+        answer = http.request(method, path, json=body)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["type"] == "invalid_request_error"
