@@ -127,3 +127,34 @@ async def test_a_big_list_is_one_transaction_and_filters_by_list_tenant_and_requ
         assert not await requests.archive(conn, "req_none")
     assert await total(list_id="big") == 0
     assert await total(list_id="big", include_archived=True) == count
+
+
+async def test_a_new_kind_of_group_plugs_in_with_one_entry(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the audiences integration does: a key, a check, a members function."""
+    from tidings.api import expansion
+
+    async def members(conn: Any, value: str, limit: int) -> list[expansion.GroupMember]:
+        if value == "huge":
+            raise expansion.GroupTooLarge()
+        if value == "none":
+            raise expansion.UnknownGroup("there is no crowd 'none'")
+        return [expansion.GroupMember(f"{value}-{i}") for i in range(min(limit, 3))]
+
+    def check(value: Any, path: str) -> str:
+        if not isinstance(value, str):
+            raise ValidationError(path, "must be a string")
+        return value
+
+    monkeypatch.setitem(expansion.GROUPS, "crowd_id", expansion.Group(check, members))
+    async with db.read() as conn:
+        targets = await expand_recipients(conn, parse_to({"crowd_id": "c"}), limit=5)
+        assert [t.recipient.user_id for t in targets] == ["c-0", "c-1", "c-2"]
+        assert all(t.list_id is None for t in targets)
+        with pytest.raises(TooManyRecipients) as caught:
+            await expand_recipients(conn, parse_to({"crowd_id": "huge"}), limit=5)
+        assert "more than 5 recipients" in str(caught.value)
+        with pytest.raises(BadRequest) as unknown:
+            await expand_recipients(conn, parse_to([{"crowd_id": "none"}]), limit=5)
+        assert str(unknown.value) == "message.to[0].crowd_id: there is no crowd 'none'"

@@ -21,7 +21,25 @@ one and are accepted (202, a request id, zero messages).
 
 Adding a kind of group is one entry in :data:`GROUPS`: the recipient key, how its value is
 checked, and how its members are read (``async (conn, value, limit) -> [GroupMember]``,
-raising :class:`UnknownGroup` for a value that names nothing).
+raising :class:`UnknownGroup` for a value that names nothing). The members function is
+asked for ``room + 1 + already reached`` distinct users, so that "more than that" means
+"over the limit" whatever the overlap; it may return them, or raise
+:class:`GroupTooLarge`. For ``to.audience_id``, with ``tidings.store.audiences.members``
+(which raises ``UnknownAudience`` and ``TooManyMembers``)::
+
+    async def _audience_members(conn: Conn, audience_id: str, limit: int) -> list[GroupMember]:
+        try:
+            found = await audiences.members(conn, audience_id, limit=limit)
+        except audiences.UnknownAudience:
+            raise UnknownGroup(f"there is no audience '{audience_id}'") from None
+        except audiences.TooManyMembers:
+            raise GroupTooLarge() from None
+        return [GroupMember(m.user_id) for m in found]
+
+    GROUPS["audience_id"] = Group(check=<a str check>, members=_audience_members)
+
+and ``audience_id`` leaves the refusals of ``api/unhonoured.py`` (``filters`` there is a
+list's ``MEMBER_OF account_id``; an audience's ``filters`` need their own answer).
 """
 
 from __future__ import annotations
@@ -59,6 +77,10 @@ class Group:
 
 class UnknownGroup(Exception):
     """A group entry names nothing that can be sent to; the sentence says why."""
+
+
+class GroupTooLarge(Exception):
+    """A group has more members than it was asked for (the send is over its limit)."""
 
 
 async def _list_members(conn: Conn, list_id: str, limit: int) -> list[GroupMember]:
@@ -199,6 +221,8 @@ async def expand_recipients(conn: Conn, entries: list[Entry], *, limit: int) -> 
                 members = await GROUPS[entry.kind].members(conn, entry.value, want)
             except UnknownGroup as exc:
                 raise BadRequest(f"{key_path(entry.path, entry.kind)}: {exc}") from None
+            except GroupTooLarge:
+                raise too_many(limit) from None
             for member in members:
                 if member.user_id in reached:
                     continue
@@ -217,11 +241,16 @@ async def expand_recipients(conn: Conn, entries: list[Entry], *, limit: int) -> 
                 if room() < 0:
                     break
         if room() < 0:
-            raise TooManyRecipients(
-                f"message.to: this send reaches more than {limit} recipients, the most one "
-                "send may have (TIDINGS_MAX_SEND_RECIPIENTS); split it, or raise the setting"
-            )
+            raise too_many(limit)
     return targets
+
+
+def too_many(limit: int) -> TooManyRecipients:
+    """The refusal of a send that would make more than ``limit`` messages."""
+    return TooManyRecipients(
+        f"message.to: this send reaches more than {limit} recipients, the most one send may "
+        "have (TIDINGS_MAX_SEND_RECIPIENTS); split it, or raise the setting"
+    )
 
 
 __all__ = [
@@ -229,10 +258,12 @@ __all__ = [
     "Entry",
     "Group",
     "GroupMember",
+    "GroupTooLarge",
     "Target",
     "TooManyRecipients",
     "UnknownGroup",
     "expand_recipients",
     "is_grouped",
     "parse_to",
+    "too_many",
 ]
