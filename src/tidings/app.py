@@ -20,6 +20,7 @@ from tidings.api import brands as brands_api
 from tidings.api import errors as api_errors
 from tidings.api import guard
 from tidings.api import health as health_api
+from tidings.api import lists as lists_api
 from tidings.api import messages as messages_api
 from tidings.api import metrics as metrics_api
 from tidings.api import notifications as notifications_api
@@ -27,6 +28,7 @@ from tidings.api import previews as previews_api
 from tidings.api import profiles as profiles_api
 from tidings.api import provider_tools as provider_tools_api
 from tidings.api import providers as providers_api
+from tidings.api import requests as requests_api
 from tidings.api import routing_strategies as routing_strategies_api
 from tidings.api import send as send_api
 from tidings.api import status_endpoints as status_endpoints_api
@@ -192,6 +194,8 @@ def create_app(
     app.include_router(stream_api.router, dependencies=protected)
     app.include_router(messages_api.router, dependencies=protected)
     app.include_router(profiles_api.router, dependencies=protected)
+    app.include_router(lists_api.router, dependencies=protected)
+    app.include_router(requests_api.router, dependencies=protected)
     app.include_router(providers_api.router, dependencies=protected)
     app.include_router(provider_tools_api.router, dependencies=protected)
     app.include_router(suppressions_api.router, dependencies=protected)

@@ -126,6 +126,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest /send body (Courier's cap; attachments come base64-encoded).",
     )
+    max_send_recipients: int = Field(
+        default=100_000,
+        gt=0,
+        description="Most messages one /send may make once its lists are expanded.",
+    )
     max_webhook_body_bytes: int = Field(
         default=1024 * 1024, gt=0, description="Largest Mailgun webhook body."
     )

@@ -25,14 +25,21 @@ BASE: dict[str, Any] = {
         ({"delay": {"timezone": "America/New_York"}}, "message.delay.timezone"),
         (
             {"preferences": {"subscription_topic_id": "news"}},
-            "message.preferences: lists, audiences",
+            "message.preferences: audiences and subscription preferences",
         ),
-        ({"to": {"list_id": "everyone"}}, "message.to.list_id: lists, audiences"),
-        ({"to": {"audience_id": "vips"}}, "message.to.audience_id: lists, audiences"),
+        ({"to": {"list_id": "every..one"}}, "message.to.list_id is not a list id"),
         (
-            {"to": [{"email": "a@example.test"}, {"list_pattern": "eng.*"}]},
-            "message.to[1].list_pattern",
+            {"to": {"list_id": "x", "user_id": "u"}},
+            "message.to.user_id is not a field of a list_id",
         ),
+        ({"to": {"list_id": "x", "filters": [{"operator": "MEMBER_OF"}]}}, "message.to.filters"),
+        ({"to": {"audience_id": "vips"}}, "message.to.audience_id: audiences"),
+        (
+            {"to": [{"email": "a@example.test"}, {"list_pattern": "eng.**.x"}]},
+            "message.to[1].list_pattern is not a list pattern",
+        ),
+        ({"to": {"list_id": "a", "list_pattern": "b.*"}}, "give one of list_id, list_pattern"),
+        ({"to": {"email": "a@example.test", "context": {"x": 1}}}, "message.to.context.x"),
         ({"to": {"email": "a@example.test", "preferences": {"x": 1}}}, "message.to.preferences"),
         (
             {"to": {"phone_number": "+15555550100"}},

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from tidings.api.schemas import parse_epoch_ms, parse_when
@@ -58,12 +58,41 @@ async def _row(rt: Runtime, message_id: str) -> sa.Row[Any]:
     async with rt.db.read() as conn:
         row = await store.get(conn, message_id)
     if row is None:
+        if message_id.startswith("req_"):
+            raise NotFound(
+                f"'{message_id}' is a request id, not a message id: its messages are at "
+                f"GET /messages?messageId={message_id}, its counts at GET /requests/{message_id}"
+            )
         raise NotFound()
     return row
 
 
+# Courier's message_list_params, by their names on the wire, and Tidings' ``limit``: any
+# other query parameter is refused rather than ignored (a typo would list everything).
+_LIST_PARAMS = frozenset(
+    {
+        "archived",
+        "cursor",
+        "enqueued_after",
+        "event",
+        "list",
+        "messageId",
+        "notification",
+        "provider",
+        "recipient",
+        "status",
+        "tag",
+        "tags",
+        "tenant_id",
+        "traceId",
+        "limit",
+    }
+)
+
+
 @router.get("")
 async def list_messages(
+    request: Request,
     rt: Runtime = Depends(runtime),
     cursor: str | None = None,
     message_id: list[str] | None = Query(default=None, alias="messageId"),
@@ -75,8 +104,22 @@ async def list_messages(
     trace_id: str | None = Query(default=None, alias="traceId"),
     enqueued_after: str | None = None,
     event: str | None = None,
+    list_id: str | None = Query(default=None, alias="list", max_length=255),
+    notification: str | None = Query(default=None, max_length=64),
+    tenant_id: str | None = Query(default=None, max_length=256),
+    archived: bool = False,
     limit: int = Query(default=50, ge=1, le=500),
 ) -> dict[str, Any]:
+    """Newest first. ``messageId`` takes message ids and request ids (a multi-recipient
+    send's ``req_…``: all its messages); ``list`` the list a message was sent through,
+    ``notification`` the template, ``tenant_id`` the recipient's tenant; archived messages
+    (an archived request's) only with ``archived=true``."""
+    unknown = sorted(set(request.query_params) - _LIST_PARAMS)
+    if unknown:
+        raise BadRequest(
+            f"{unknown[0]}: not a filter of GET /messages "
+            f"(filters: {', '.join(sorted(_LIST_PARAMS))})"
+        )
     after: datetime | None = None
     if enqueued_after:
         try:
@@ -87,16 +130,19 @@ async def list_messages(
             )
         except ValueError:
             raise BadRequest("enqueued_after must be epoch milliseconds or ISO 8601") from None
-    providers = _split(provider)
     flt = store.MessageFilter(
         message_ids=_split(message_id),
         recipient=recipient,
         statuses=_split(status),
         tags=_split([*(tag or []), *(tags or [])]),
         trace_id=trace_id,
-        provider=providers[0] if providers else None,
+        providers=_split(provider),
         event=event,
         enqueued_after=after,
+        list_id=list_id or None,
+        template_id=notification or None,
+        tenant_id=tenant_id or None,
+        include_archived=archived,
     )
     try:
         async with rt.db.read() as conn:
@@ -198,6 +244,7 @@ async def resend_message(message_id: str, rt: Runtime = Depends(runtime)) -> dic
                     tags=tags,
                     trace_id=row.trace_id,
                     event=row.event,
+                    tenant_id=row.tenant_id,
                     next_attempt_at=now,
                     expires_at=expires_at,
                     facts=facts_codec.dump(with_enqueued(facts_codec.load(None), now)),

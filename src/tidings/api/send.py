@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tidings.api import idempotency_keys
 from tidings.api.errors import describe_validation
+from tidings.api.expansion import Entry, Target, expand_recipients, is_grouped, parse_to
 from tidings.api.schemas import (
     EmailOverride,
     MailgunOverride,
@@ -34,7 +35,6 @@ from tidings.api.schemas import (
 from tidings.api.unhonoured import refuse_unhonoured
 from tidings.domain.content import parse_content
 from tidings.domain.errors import ValidationError
-from tidings.domain.recipients import Recipient, parse_recipients
 from tidings.domain.routing import COURIER_CHANNELS
 from tidings.domain.status import HistoryType, with_enqueued
 from tidings.errors import BadRequest
@@ -45,7 +45,7 @@ from tidings.providers.settings import merge_override
 from tidings.render.email import check_content
 from tidings.runtime import Runtime, runtime
 from tidings.store import facts as facts_codec
-from tidings.store import idempotency, routing_strategies
+from tidings.store import idempotency, requests, routing_strategies
 from tidings.store import messages as store
 from tidings.store import providers as providers_store
 from tidings.store import templates as templates_store
@@ -61,6 +61,7 @@ from tidings.store.template_payload import (
 router = APIRouter(tags=["send"])
 
 MAX_IDEMPOTENCY_KEY = 255  # the column's width
+_PUBLISH_SLICE = 1000
 
 
 def _known_provider_keys() -> frozenset[str]:
@@ -242,11 +243,11 @@ def _utm(msg: MessageIn) -> dict[str, str]:
 
 def _payload(
     msg: MessageIn,
-    recipient: Recipient,
-    raw_to: dict[str, Any],
+    target: Target,
     routing: dict[str, Any],
     stored: StoredParts,
 ) -> dict[str, Any]:
+    recipient, raw_to = target.recipient, target.raw_to
     data = dict(msg.data or {})
     data.update(recipient.data or {})
     providers = msg.providers or {}
@@ -268,6 +269,13 @@ def _payload(
         "email_override": (email.override if email else None) or {},
         "metadata": msg.metadata.model_dump(exclude_none=True) if msg.metadata else {},
         "brand_id": msg.brand_id,
+        # Sent through a list: which, and the subscription's preferences (Courier's
+        # RecipientPreferences, as stored) for the preference check at send time.
+        **(
+            {"list_id": target.list_id, "list_preferences": target.list_preferences}
+            if target.list_id is not None
+            else {}
+        ),
         **routing,
     }
 
@@ -283,7 +291,7 @@ def template_ref(msg: MessageIn) -> tuple[str, str] | None:
     return None
 
 
-def validate_message(msg: MessageIn) -> list[Recipient]:
+def validate_message(msg: MessageIn) -> list[Entry]:
     if msg.content is None and template_ref(msg) is None:
         raise BadRequest("message.content or message.template is required")
     if msg.content is not None and template_ref(msg) is not None:
@@ -293,7 +301,7 @@ def validate_message(msg: MessageIn) -> list[Recipient]:
     try:
         if msg.content is not None:
             check_content(parse_content(msg.content, "message.content"))
-        recipients = parse_recipients(msg.to, "message.to")
+        recipients = parse_to(msg.to, "message.to")
     except ValidationError as exc:
         raise BadRequest(str(exc)) from None
     _check_attachments(msg)
@@ -416,20 +424,27 @@ async def send(
     expires_at = _expires_at(msg, now, rt.settings.message_timeout_ms)
     key_expiry = idempotency_keys.expiry(x_idempotency_expiration, now) if idempotency_key else None
 
-    ids = [new_id() for _ in recipients]
-    raw_list = msg.to if isinstance(msg.to, list) else [msg.to or {}]
-    request_id = ids[0] if len(ids) == 1 else new_id("req_")
+    async with rt.db.read() as conn:
+        # At accept time: who is on a list is who is on it now.
+        targets = await expand_recipients(conn, recipients, limit=rt.settings.max_send_recipients)
+    ids = [new_id() for _ in targets]
+    # One message to one named recipient is answered by its id; anything else (several,
+    # or a list, which may reach any number, none included) by a request id.
+    single = len(ids) == 1 and not is_grouped(recipients)
+    request_id = ids[0] if single else new_id("req_")
     metadata = msg.metadata
     facts = facts_codec.dump(with_enqueued(facts_codec.load(None), now))
     new = [
         store.NewMessage(
             id=message_id,
             request_id=request_id,
-            recipient=r.user_id or r.email,
-            recipient_email=r.email,
-            user_id=r.user_id,
-            payload=_payload(msg, r, raw_to, routing, parts),
+            recipient=t.recipient.user_id or t.recipient.email,
+            recipient_email=t.recipient.email,
+            user_id=t.recipient.user_id,
+            payload=_payload(msg, t, routing, parts),
             template_id=parts.template.id if parts.template else None,
+            tenant_id=t.recipient.tenant_id,
+            list_id=t.list_id,
             tags=list(metadata.tags or []) if metadata else [],
             trace_id=metadata.trace_id if metadata else None,
             event=metadata.event if metadata else None,
@@ -437,7 +452,7 @@ async def send(
             expires_at=expires_at,
             facts=facts,
         )
-        for message_id, r, raw_to in zip(ids, recipients, raw_list, strict=True)
+        for message_id, t in zip(ids, targets, strict=True)
     ]
     first = [
         store.HistoryEntry(
@@ -446,6 +461,7 @@ async def send(
             data={
                 "request_id": request_id,
                 "recipient": m.recipient,
+                **({"list": m.list_id} if m.list_id else {}),
                 "not_before": not_before.isoformat() if not_before > now else None,
                 "expires_at": expires_at.isoformat(),
                 **(
@@ -474,8 +490,13 @@ async def send(
                 body=answer,
                 expires_at=key_expiry,
             )
+        if not single:
+            await requests.record(conn, request_id, total=len(new))
         await store.insert(conn, new, first)
-        await publish_new(conn, ids)
+        # In slices: an IN list of a whole big list send would pass the database's limit
+        # on bound parameters.
+        for at in range(0, len(ids), _PUBLISH_SLICE):
+            await publish_new(conn, ids[at : at + _PUBLISH_SLICE])
         await store.notify_queue(conn)
         return None
 

@@ -14,20 +14,23 @@ from typing import Any
 from tidings.errors import BadRequest
 
 _AUDIENCES = (
-    "lists, audiences and subscription preferences are not supported yet (they come with "
-    "the audiences and preferences work); send to user_id or email recipients"
+    "audiences and subscription preferences are not supported yet (they come with the "
+    "audiences and preferences work); send to user_id, email, list or audience recipients"
 )
-_TENANTS = "tenants are not supported: Tidings has one workspace; remove it"
+_FILTERS = (
+    "recipient filters (MEMBER_OF account_id) are not supported: Tidings has no accounts; send "
+    "to the whole list, or to a list of just those users"
+)
+_TENANTS = (
+    "tenants are not supported: Tidings has one workspace; a recipient's to.tenant_id is "
+    "recorded on its message (GET /messages?tenant_id=), nothing more"
+)
 _EMAIL_ONLY = "Tidings sends email only; give the recipient an email or a user_id"
 
 # Recipient keys that name someone Tidings cannot send to, and why.
 _RECIPIENT_KEYS = {
-    "list_id": _AUDIENCES,
-    "list_pattern": _AUDIENCES,
-    "audience_id": _AUDIENCES,
-    "filters": _AUDIENCES,
+    "filters": _FILTERS,
     "preferences": _AUDIENCES,
-    "tenant_id": _TENANTS,
     "slack": _EMAIL_ONLY,
     "ms_teams": _EMAIL_ONLY,
     "pagerduty": _EMAIL_ONLY,
@@ -141,9 +144,13 @@ def refuse_unhonoured(message: Mapping[str, Any]) -> None:
         for key, why in _RECIPIENT_KEYS.items():
             if _present(recipient.get(key)):
                 raise BadRequest(f"{at}.{key}: {why}")
+        # to.tenant_id and to.context.tenant_id are recorded on the message (messages.list
+        # filters by them); domain/recipients.py checks them.
         context = recipient.get("context")
-        if isinstance(context, Mapping) and _present(context.get("tenant_id")):
-            raise BadRequest(f"{at}.context.tenant_id: {_TENANTS}")
+        if isinstance(context, Mapping):
+            for key in context:
+                if key != "tenant_id":
+                    raise BadRequest(f"{at}.context.{key}: not a field Courier defines")
         named = recipient.get("email") or recipient.get("user_id")
         if not named and recipient.get("phone_number"):
             raise BadRequest(f"{at}.phone_number: {_EMAIL_ONLY}")

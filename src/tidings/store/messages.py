@@ -18,7 +18,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tidings.store.clock import utcnow
 from tidings.store.database import Conn
-from tidings.store.tables import attempts, history, message_tags, messages, providers
+from tidings.store.tables import (
+    attempts,
+    history,
+    message_lists,
+    message_tags,
+    messages,
+    providers,
+)
 
 
 @dataclass(slots=True)
@@ -36,6 +43,9 @@ class NewMessage:
     expires_at: datetime | None
     facts: dict[str, Any] = field(default_factory=dict)
     template_id: str | None = None
+    tenant_id: str | None = None
+    # The list the message was sent through (to.list_id, to.list_pattern), if any.
+    list_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +64,13 @@ def _insert_ignore(conn: Conn, table: sa.Table) -> Any:
 
 
 async def insert(conn: Conn, new: list[NewMessage], first_history: list[HistoryEntry]) -> None:
-    """Insert messages with their tags and first history entries (one per message)."""
+    """Insert messages with their tags, lists and first history entries (one per message).
+
+    One executemany per table, whatever the count: SQLAlchemy sends them as multi-row
+    INSERTs (``insertmanyvalues``) on both backends, so a list send of many thousands of
+    messages is a handful of statements in the caller's one transaction."""
+    if not new:
+        return
     now = utcnow()
     await conn.execute(
         messages.insert(),
@@ -77,10 +93,14 @@ async def insert(conn: Conn, new: list[NewMessage], first_history: list[HistoryE
                 "in_doubt": False,
                 "expires_at": m.expires_at,
                 "template_id": m.template_id,
+                "tenant_id": m.tenant_id,
             }
             for m in new
         ],
     )
+    list_rows = [{"message_id": m.id, "list_id": m.list_id} for m in new if m.list_id]
+    if list_rows:
+        await conn.execute(message_lists.insert(), list_rows)
     tag_rows = [{"message_id": m.id, "tag": t} for m in new for t in dict.fromkeys(m.tags)]
     if tag_rows:
         await conn.execute(message_tags.insert(), tag_rows)
@@ -340,14 +360,20 @@ async def open_attempt(conn: Conn, message_id: str) -> sa.Row[Any] | None:
 
 @dataclass(frozen=True, slots=True)
 class MessageFilter:
+    # Message ids or request ids (Courier's messageId filter takes either).
     message_ids: list[str] | None = None
     recipient: str | None = None
     statuses: list[str] | None = None
     tags: list[str] | None = None
     trace_id: str | None = None
-    provider: str | None = None
+    # Configuration ids or provider keys; a message matching any of them.
+    providers: list[str] | None = None
     event: str | None = None
     enqueued_after: datetime | None = None
+    list_id: str | None = None
+    template_id: str | None = None  # Courier's "notification"
+    tenant_id: str | None = None
+    include_archived: bool = False
 
 
 def encode_cursor(enqueued: datetime, message_id: str) -> str:
@@ -366,8 +392,12 @@ async def search(
 ) -> tuple[list[sa.Row[Any]], str | None]:
     """Newest first; returns a page and the cursor of the next one (None at the end)."""
     query = sa.select(messages)
+    if not flt.include_archived:
+        query = query.where(messages.c.archived_at.is_(None))
     if flt.message_ids:
-        query = query.where(messages.c.id.in_(flt.message_ids))
+        query = query.where(
+            sa.or_(messages.c.id.in_(flt.message_ids), messages.c.request_id.in_(flt.message_ids))
+        )
     if flt.recipient:
         query = query.where(
             sa.or_(
@@ -382,12 +412,21 @@ async def search(
         query = query.where(messages.c.id.in_(tagged))
     if flt.trace_id:
         query = query.where(messages.c.trace_id == flt.trace_id)
-    if flt.provider:
-        # A configuration id, or a provider key (every configuration of that provider).
-        of_provider = sa.select(providers.c.id).where(providers.c.provider == flt.provider)
+    if flt.providers:
+        # Configuration ids, or provider keys (every configuration of that provider).
+        of_provider = sa.select(providers.c.id).where(providers.c.provider.in_(flt.providers))
         query = query.where(
-            sa.or_(messages.c.provider_id == flt.provider, messages.c.provider_id.in_(of_provider))
+            sa.or_(
+                messages.c.provider_id.in_(flt.providers), messages.c.provider_id.in_(of_provider)
+            )
         )
+    if flt.list_id:
+        listed = sa.select(message_lists.c.message_id).where(message_lists.c.list_id == flt.list_id)
+        query = query.where(messages.c.id.in_(listed))
+    if flt.template_id:
+        query = query.where(messages.c.template_id == flt.template_id)
+    if flt.tenant_id:
+        query = query.where(messages.c.tenant_id == flt.tenant_id)
     if flt.event:
         query = query.where(messages.c.event == flt.event)
     if flt.enqueued_after:

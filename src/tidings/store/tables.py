@@ -153,8 +153,14 @@ messages = sa.Table(
     sa.Column("route_step", sa.Integer, nullable=False, server_default="0"),
     # The stored template (notifications API) the message was sent by, for its metrics.
     sa.Column("template_id", sa.String(64), nullable=True),
+    # The recipient's tenant (to.tenant_id / to.context.tenant_id), for messages.list.
+    sa.Column("tenant_id", sa.String(256), nullable=True),
+    # Archived with its request (PUT /requests/{id}/archive): left out of messages.list
+    # unless archived=true is asked.
+    sa.Column("archived_at", TS, nullable=True),
     sa.Index("ix_messages_due", "queued", "next_attempt_at"),
     sa.Index("ix_messages_template", "template_id", "enqueued"),
+    sa.Index("ix_messages_tenant", "tenant_id", "enqueued"),
 )
 
 routing_strategies = sa.Table(
@@ -430,4 +436,58 @@ audiences = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created", TS, nullable=False, index=True),
     sa.Column("updated", TS, nullable=False),
+)
+
+lists = sa.Table(
+    "lists",
+    metadata,
+    # Courier's lists: a dotted id (tidings.domain.lists), a name and list-wide preferences
+    # (RecipientPreferences, kept exactly as given). Archived lists keep their subscribers,
+    # are neither listed nor sent to, and come back whole with restore.
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("preferences", sa.JSON, nullable=True),
+    sa.Column("created", TS, nullable=False),
+    sa.Column("updated", TS, nullable=False),
+    sa.Column("archived_at", TS, nullable=True),
+)
+
+list_subscriptions = sa.Table(
+    "list_subscriptions",
+    metadata,
+    # One row per (list, user): the subscription's own preferences, exactly as given.
+    sa.Column(
+        "list_id",
+        sa.String(255),
+        sa.ForeignKey("lists.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("user_id", sa.String(256), primary_key=True, index=True),
+    sa.Column("preferences", sa.JSON, nullable=True),
+    sa.Column("created", TS, nullable=False),
+)
+
+message_lists = sa.Table(
+    "message_lists",
+    metadata,
+    # The list a message was sent through (to.list_id, to.list_pattern), for
+    # messages.list?list=. No foreign key to lists: the record outlives the list.
+    sa.Column(
+        "message_id",
+        sa.String(40),
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("list_id", sa.String(255), primary_key=True, index=True),
+)
+
+send_requests = sa.Table(
+    "send_requests",
+    metadata,
+    # A /send with several recipients (its req_ id): how many messages it made (a list
+    # send may make none), so GET /requests/{id} answers for it; and its archive time.
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("created", TS, nullable=False),
+    sa.Column("archived_at", TS, nullable=True),
 )
