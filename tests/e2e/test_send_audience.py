@@ -68,9 +68,6 @@ def test_every_member_and_no_one_else_gets_their_own_message(
     assert len(rows) == len(MEMBERS), rows
     assert all(r["status"] in ("SENT", "DELIVERED") for r in rows), rows
     assert sorted(r["recipient"] for r in rows) == sorted(MEMBERS)  # each a user_id recipient
-    assert {r["recipient"]: r["recipientEmail"] for r in rows} == {
-        m: PEOPLE[m]["email"] for m in MEMBERS
-    }
 
     copies: list[dict[str, Any]] = []
     while time.monotonic() < deadline:

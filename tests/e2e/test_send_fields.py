@@ -33,7 +33,7 @@ BASE: dict[str, Any] = {
             "message.to.user_id is not a field of a list_id",
         ),
         ({"to": {"list_id": "x", "filters": [{"operator": "MEMBER_OF"}]}}, "message.to.filters"),
-        ({"to": {"audience_id": "vips"}}, "message.to.audience_id: audiences"),
+        ({"to": {"audience_id": "vips"}}, "message.to.audience_id: there is no audience 'vips'"),
         (
             {"to": [{"email": "a@example.test"}, {"list_pattern": "eng.**.x"}]},
             "message.to[1].list_pattern is not a list pattern",
