@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tidings.api import idempotency_keys
 from tidings.api.errors import describe_validation
+from tidings.api.preferences import topic_of_send
 from tidings.api.schemas import (
     EmailOverride,
     MailgunOverride,
@@ -390,6 +391,9 @@ async def send(
     _check_routing(raw_message)
     await _check_override_config(msg, rt)
     parts = await _stored_parts(msg, rt)
+    topic = await topic_of_send(
+        rt, raw_message, parts.template.subscription_topic_id if parts.template else None
+    )
     strategy: dict[str, Any] | None = None
     if _wants_default_strategy(msg):
         async with rt.db.read() as conn:
@@ -428,7 +432,7 @@ async def send(
             recipient=r.user_id or r.email,
             recipient_email=r.email,
             user_id=r.user_id,
-            payload=_payload(msg, r, raw_to, routing, parts),
+            payload={**_payload(msg, r, raw_to, routing, parts), **topic},
             template_id=parts.template.id if parts.template else None,
             tags=list(metadata.tags or []) if metadata else [],
             trace_id=metadata.trace_id if metadata else None,

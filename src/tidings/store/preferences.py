@@ -10,6 +10,7 @@ their rows stay (templates and logs name them).
 from __future__ import annotations
 
 import secrets as _secrets
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,9 +19,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tidings.domain.events import EventKind
 from tidings.ids import new_id
 from tidings.store.clock import utcnow
-from tidings.store.database import Conn
+from tidings.store.database import Conn, Database
 from tidings.store.tables import (
     preference_logs,
     preference_sections,
@@ -522,3 +524,53 @@ async def server_secret(conn: Conn, name: str) -> str:
     )
     assert found is not None
     return str(found)
+
+
+UNSUBSCRIBE_SECRET = "unsubscribe-links"
+_secret_cache: weakref.WeakKeyDictionary[Database, bytes] = weakref.WeakKeyDictionary()
+
+
+async def unsubscribe_secret(db: Database) -> bytes:
+    """The key that signs one-click unsubscribe links, made on first use and then kept in
+    this process (it never changes: a link in an old email keeps working)."""
+    found = _secret_cache.get(db)
+    if found is None:
+        async with db.write() as conn:
+            found = (await server_secret(conn, UNSUBSCRIBE_SECRET)).encode()
+        _secret_cache[db] = found
+    return found
+
+
+# -- opt-outs a provider reports --------------------------------------------------------------
+
+
+async def opt_out_for_event(
+    conn: Conn, kind: EventKind, row: Any, source: str
+) -> list[StoredTopic]:
+    """The opt-outs a provider's ``unsubscribed`` or ``complained`` event about the message
+    ``row`` means; returns the topics the recipient was opted out of (newly or again).
+
+    * unsubscribed: the message's own topic, as the one-click link would (not a REQUIRED
+      one; the provider's own suppression of the address is recorded by the caller).
+    * complained (marked as spam): every topic that can be opted out of. Whoever calls our
+      mail spam wants none of what they may refuse; REQUIRED topics (receipts, security)
+      stay, and the provider's suppression of the address is what stops those.
+    """
+    key = recipient_key(row.user_id, row.recipient_email)
+    if key is None:
+        return []
+    if kind is EventKind.UNSUBSCRIBED:
+        topic_id = (row.payload or {}).get("subscription_topic_id")
+        topic = await get_topic(conn, topic_id) if isinstance(topic_id, str) else None
+        topics = [topic] if topic is not None else []
+    elif kind is EventKind.COMPLAINED:
+        topics = await live_topics(conn)
+    else:
+        return []
+    done = []
+    for topic in topics:
+        if topic.default_status == "REQUIRED":
+            continue
+        await set_choice(conn, key, topic, status="OPTED_OUT", source=source)
+        done.append(topic)
+    return done
