@@ -153,9 +153,9 @@ def test_topics_and_user_preferences_through_the_sdk(
     assert newest.previous is not None and newest.previous.status == "OPTED_IN"
     rest = client.workspace_preferences.list_logs(user_id="ann", cursor=logs.paging.cursor)
     assert not rest.paging.more and len(logs.items) + len(rest.items) == 5
-    with pytest.raises(courier.APIStatusError) as unsupported:
+    with pytest.raises(courier.BadRequestError) as unsupported:
         client.workspace_preferences.publish()
-    assert unsupported.value.status_code == 501
+    assert "hosted preferences page" in str(unsupported.value.body)
 
     client.workspace_preferences.topics.archive(news.id, section_id=section.id)
     client.workspace_preferences.topics.archive(security.id, section_id=section.id)

@@ -9,7 +9,7 @@ optional fields are cleared); archiving a section that still has topics is a 409
 
 Refused rather than accepted and ignored: topic digests (``digest`` other than null, and
 releasing a held digest: Tidings holds none), ``tenant_id`` (one workspace, no tenants),
-and publishing the hosted preferences page (``POST /preferences/publish``, 501: Tidings
+and publishing the hosted preferences page (``POST /preferences/publish``, 400: Tidings
 hosts only the one-click unsubscribe page).
 """
 
@@ -27,7 +27,6 @@ from sqlalchemy.exc import IntegrityError
 
 from tidings.api import idempotency_keys
 from tidings.api.auth import presented_key
-from tidings.api.errors import error_response
 from tidings.api.schemas import parse_when
 from tidings.domain.consent import CHANNELS, STATUSES
 from tidings.errors import BadRequest, Conflict, NotFound
@@ -61,9 +60,6 @@ Id = Annotated[str, Path(max_length=64)]
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
 _CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "The workspace preference still has topics.", "content": _ERROR}
-}
-_UNSUPPORTED: dict[int | str, dict[str, Any]] = {
-    501: {"description": "Not supported by Tidings (says what to use).", "content": _ERROR}
 }
 
 
@@ -481,10 +477,10 @@ async def list_logs(
     return {"items": [log_shape(e) for e in entries], "paging": paging}
 
 
-@router.post("/publish", responses=_UNSUPPORTED)
+@router.post("/publish")
 async def publish() -> Response:
-    return error_response(
-        501,
+    # A 400 like every other field Tidings does not act on (a 5xx would say "try again").
+    raise BadRequest(
         "publishing a hosted preferences page is not supported by Tidings: it hosts only "
         "the one-click unsubscribe page that topic emails link to (List-Unsubscribe); "
         "manage preferences with /users/{user_id}/preferences",
