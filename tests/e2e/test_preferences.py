@@ -63,8 +63,20 @@ def test_topics_and_user_preferences_through_the_sdk(
 ) -> None:
     client = tidings_with_mailgun.courier()
     section = client.workspace_preferences.create(
-        name="Account", description="About your account", routing_options=["email"]
+        name="Account",
+        description="About your account",
+        routing_options=["email"],
+        idempotency_key="account-1",
     )
+    again = client.workspace_preferences.create(
+        name="Account",
+        description="About your account",
+        routing_options=["email"],
+        idempotency_key="account-1",
+    )
+    assert again.id == section.id
+    with pytest.raises(courier.ConflictError):
+        client.workspace_preferences.create(name="Other", idempotency_key="account-1")
     assert section.topics == [] and section.routing_options == ["email"]
     news = client.workspace_preferences.topics.create(
         section.id,
@@ -342,3 +354,24 @@ def test_mailgun_unsubscribe_and_complaint_opt_out(
     (message,) = client.messages.list(recipient="eve").results
     notes = [h for h in server.history(message.id) if h["type"] == "PREFERENCES"]
     assert any("opted eve out of Newsletter" in (h.get("note") or "") for h in notes), notes
+
+
+def test_sandbox_mode_links_to_the_local_server(
+    start_tidings: Callable[..., RunningTidings],
+) -> None:
+    # `tidings serve` with no Mailgun and no TIDINGS_PUBLIC_URL: nothing leaves the machine,
+    # so the one-click link is on the local address, and works from the sandbox's copy.
+    server = start_tidings(sandbox=True, public_url=None)
+    client = server.courier()
+    _section, topic_id = _topic(client)
+    sent = _send(client, {"email": "gus@acme.test"}, topic_id)
+    server.wait_status(sent, "DELIVERED")
+    copies = httpx.get(f"{server.url}/sandbox/api/messages", timeout=10).json()
+    (copy,) = [m for m in copies if "gus@acme.test" in m["to"]]
+    url = _unsubscribe_url(copy)
+    assert url.startswith(f"{server.url}/unsubscribe/")
+    assert httpx.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    (choice,) = client.users.preferences.retrieve("gus@acme.test").items
+    assert choice.status == "OPTED_OUT"
+    again = _send(client, {"email": "GUS@acme.test"}, topic_id, n=2)
+    assert server.wait_status(again, "FILTERED")["reason"] == "UNSUBSCRIBED"

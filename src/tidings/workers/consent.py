@@ -15,7 +15,8 @@ topic's default, and the pure :func:`tidings.domain.consent.decide` says whether
   (nobody may opt out of it, so offering a one-click opt-out would be a lie) or its
   ``include_unsubscribe_header`` is off. The link is on ``TIDINGS_PUBLIC_URL``; without it
   the email carries only the ``mailto:`` (``TIDINGS_UNSUBSCRIBE_MAILTO``) if set, and the
-  history says why there is no link.
+  history says why there is no link; in sandbox mode (nothing leaves the machine) the link
+  is on the local address.
 
 The recipient's choices are keyed by user id and by address (lower-cased): a message sent
 to an address alone can be unsubscribed from, and an opt-out made through either key
@@ -67,11 +68,14 @@ async def headers_for(rt: Runtime, recipient: str, topic: Topic) -> tuple[dict[s
     settings = rt.settings
     url = None
     note = "List-Unsubscribe: one-click link"
-    if settings.public_url:
+    # In sandbox mode nothing leaves the machine, so the local address is the right one: the
+    # person trying Tidings can follow the link from the sandbox's copy.
+    base = settings.public_url or (rt.public_url if rt.sandbox_mode else None)
+    if base:
         secret = await preferences.unsubscribe_secret(rt.db)
-        url = unsubscribe_url(settings.public_url, sign_token(secret, recipient, topic.id))
-        if not settings.public_url.lower().startswith("https://"):
-            note += " (TIDINGS_PUBLIC_URL is not https://, so mail clients will not offer it)"
+        url = unsubscribe_url(base, sign_token(secret, recipient, topic.id))
+        if not base.lower().startswith("https://"):
+            note += f" on {base}, which is not https:// (mail clients offer only https ones)"
     else:
         note = (
             "no one-click List-Unsubscribe link: TIDINGS_PUBLIC_URL is not set, so there is "
