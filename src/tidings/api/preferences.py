@@ -16,7 +16,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
-from tidings.api.workspace_preferences import TENANTS, channels, idempotent, json_body
+from tidings.api.workspace_preferences import TENANTS, body_doc, channels, idempotent, json_body
+from tidings.domain.consent import CHANNELS
 from tidings.errors import BadRequest, NotFound
 from tidings.runtime import Runtime, runtime
 from tidings.store import preferences as store
@@ -32,6 +33,36 @@ _BULK_FIELDS = ("topic_id", "status", "custom_routing", "has_custom_routing")
 UserId = Annotated[str, Path(min_length=1, max_length=255)]
 TopicId = Annotated[str, Path(max_length=64)]
 TenantId = Annotated[str | None, Query(max_length=255)]
+
+
+_CHOICE = {
+    "status": {"type": "string", "enum": ["OPTED_IN", "OPTED_OUT"]},
+    "has_custom_routing": {"type": "boolean"},
+    "custom_routing": {"type": "array", "items": {"type": "string", "enum": list(CHANNELS)}},
+}
+_BULK_DOC = body_doc(
+    ["topics"],
+    {
+        "topics": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["topic_id", "status"],
+                "properties": {"topic_id": {"type": "string"}, **_CHOICE},
+            },
+        }
+    },
+)
+_TOPIC_DOC = body_doc(
+    ["topic"],
+    {
+        "topic": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {**_CHOICE, "digest_schedule_id": {"type": "string", "nullable": True}},
+        }
+    },
+)
 
 
 class Refused(Exception):
@@ -157,7 +188,7 @@ async def list_preferences(
     return {"items": items, "paging": {"more": False}}
 
 
-@router.put("")
+@router.put("", openapi_extra=_BULK_DOC)
 async def replace_preferences(
     user_id: UserId, request: Request, rt: Runtime = Depends(runtime), tenant_id: TenantId = None
 ) -> dict[str, Any]:
@@ -197,7 +228,7 @@ async def replace_preferences(
     return {"deleted": deleted, "items": [_bulk_shape(i["topic_id"], i) for i in wanted]}
 
 
-@router.post("")
+@router.post("", openapi_extra=_BULK_DOC)
 async def update_preferences(
     user_id: UserId,
     request: Request,
@@ -261,7 +292,7 @@ async def get_preference(
     return {"topic": _shape(topic, chosen, sections.get(topic.section_id))}
 
 
-@router.put("/{topic_id}")
+@router.put("/{topic_id}", openapi_extra=_TOPIC_DOC)
 async def set_preference(
     user_id: UserId,
     topic_id: TopicId,

@@ -224,6 +224,48 @@ def _topic_fields(body: Any) -> dict[str, Any]:
     }
 
 
+# -- documentation of the bodies (read by hand, so that unknown fields can be named) -------
+
+_CHANNELS_DOC = {"type": "array", "items": {"type": "string", "enum": list(CHANNELS)}}
+
+
+def body_doc(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that reads its JSON body itself."""
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_SECTION_DOC = body_doc(
+    ["name"],
+    {
+        "name": {"type": "string"},
+        "description": {"type": "string", "nullable": True},
+        "has_custom_routing": {"type": "boolean", "nullable": True},
+        "routing_options": {**_CHANNELS_DOC, "nullable": True},
+    },
+)
+_TOPIC_DOC = body_doc(
+    ["default_status", "name"],
+    {
+        "default_status": {"type": "string", "enum": list(STATUSES)},
+        "name": {"type": "string"},
+        "allowed_preferences": {
+            "type": "array",
+            "items": {"type": "string", "enum": list(ALLOWED_PREFERENCES)},
+            "nullable": True,
+        },
+        "description": {"type": "string", "nullable": True},
+        "digest": {"type": "object", "nullable": True},
+        "include_unsubscribe_header": {"type": "boolean", "nullable": True},
+        "routing_options": {**_CHANNELS_DOC, "nullable": True},
+        "topic_data": {"type": "object", "nullable": True},
+    },
+)
+_RELEASE_DOC = body_doc(
+    ["user_id"], {"user_id": {"type": "string"}, "tenant_id": {"type": "string"}}
+)
+
+
 # -- shapes ---------------------------------------------------------------------------------
 
 
@@ -280,7 +322,7 @@ def log_shape(e: LogEntry) -> dict[str, Any]:
 # -- sections -------------------------------------------------------------------------------
 
 
-@router.post("/sections")
+@router.post("/sections", openapi_extra=_SECTION_DOC)
 async def create_section(
     request: Request,
     rt: Runtime = Depends(runtime),
@@ -323,7 +365,7 @@ async def get_section(section_id: Id, rt: Runtime = Depends(runtime)) -> dict[st
         return section_shape(await _section(conn, section_id))
 
 
-@router.put("/sections/{section_id}")
+@router.put("/sections/{section_id}", openapi_extra=_SECTION_DOC)
 async def replace_section(
     section_id: Id, request: Request, rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
@@ -352,7 +394,7 @@ async def archive_section(section_id: Id, rt: Runtime = Depends(runtime)) -> Res
 # -- topics ---------------------------------------------------------------------------------
 
 
-@router.post("/sections/{section_id}/topics")
+@router.post("/sections/{section_id}/topics", openapi_extra=_TOPIC_DOC)
 async def create_topic(
     section_id: Id,
     request: Request,
@@ -398,7 +440,7 @@ async def get_topic(section_id: Id, topic_id: Id, rt: Runtime = Depends(runtime)
         return topic_shape(await _topic(conn, section_id, topic_id))
 
 
-@router.put("/sections/{section_id}/topics/{topic_id}")
+@router.put("/sections/{section_id}/topics/{topic_id}", openapi_extra=_TOPIC_DOC)
 async def replace_topic(
     section_id: Id, topic_id: Id, request: Request, rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
@@ -427,7 +469,7 @@ async def delete_digest(section_id: Id, topic_id: Id, rt: Runtime = Depends(runt
     return Response(status_code=204)
 
 
-@router.post("/sections/{section_id}/topics/{topic_id}/digest/release")
+@router.post("/sections/{section_id}/topics/{topic_id}/digest/release", openapi_extra=_RELEASE_DOC)
 async def release_digest(
     section_id: Id, topic_id: Id, request: Request, rt: Runtime = Depends(runtime)
 ) -> Response:
