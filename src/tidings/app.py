@@ -24,6 +24,7 @@ from tidings.api import lists as lists_api
 from tidings.api import messages as messages_api
 from tidings.api import metrics as metrics_api
 from tidings.api import notifications as notifications_api
+from tidings.api import preferences as preferences_api
 from tidings.api import previews as previews_api
 from tidings.api import profiles as profiles_api
 from tidings.api import provider_tools as provider_tools_api
@@ -35,7 +36,9 @@ from tidings.api import status_endpoints as status_endpoints_api
 from tidings.api import stream as stream_api
 from tidings.api import suppressions as suppressions_api
 from tidings.api import unmatched as unmatched_api
+from tidings.api import unsubscribe as unsubscribe_api
 from tidings.api import webhooks as webhooks_api
+from tidings.api import workspace_preferences as workspace_preferences_api
 from tidings.api.auth import require_api_key
 from tidings.api.schemas import SendRequest
 from tidings.config import Settings
@@ -207,6 +210,10 @@ def create_app(
     app.include_router(brands_api.router, dependencies=protected)
     app.include_router(previews_api.router, dependencies=protected)
     app.include_router(audiences_api.router, dependencies=protected)
+    app.include_router(workspace_preferences_api.router, dependencies=protected)
+    app.include_router(preferences_api.router, dependencies=protected)
+    # One-click unsubscribe links: the signed token is the authority, not our API key.
+    app.include_router(unsubscribe_api.router)
     # Probes answer without a key, like /health.
     app.include_router(health_api.router)
     # Mailgun authenticates by signature, not by our API key.

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         default=None,
         description="How Mailgun reaches this server; used to build webhook URLs.",
     )
+    unsubscribe_mailto: str | None = Field(
+        default=None,
+        description="An address that unsubscribes by email: topic emails' List-Unsubscribe "
+        "names it (mailto:) beside the one-click HTTPS link.",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     sandbox: bool | None = Field(

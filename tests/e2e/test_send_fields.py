@@ -24,8 +24,9 @@ BASE: dict[str, Any] = {
         ({"context": {"tenant_id": "t1"}}, "message.context.tenant_id: tenants are not supported"),
         ({"delay": {"timezone": "America/New_York"}}, "message.delay.timezone"),
         (
+            # Honoured now, so a topic that does not exist is refused by name.
             {"preferences": {"subscription_topic_id": "news"}},
-            "message.preferences: audiences and subscription preferences",
+            "message.preferences.subscription_topic_id: no subscription topic 'news'",
         ),
         ({"to": {"list_id": "every..one"}}, "message.to.list_id is not a list id"),
         (

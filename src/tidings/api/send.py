@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from tidings.api import idempotency_keys
 from tidings.api.errors import describe_validation
 from tidings.api.expansion import Entry, Target, expand_recipients, is_grouped, parse_to
+from tidings.api.preferences import topic_of_send
 from tidings.api.schemas import (
     EmailOverride,
     MailgunOverride,
@@ -398,6 +399,9 @@ async def send(
     _check_routing(raw_message)
     await _check_override_config(msg, rt)
     parts = await _stored_parts(msg, rt)
+    topic = await topic_of_send(
+        rt, raw_message, parts.template.subscription_topic_id if parts.template else None
+    )
     strategy: dict[str, Any] | None = None
     if _wants_default_strategy(msg):
         async with rt.db.read() as conn:
@@ -441,7 +445,7 @@ async def send(
             recipient=t.recipient.user_id or t.recipient.email,
             recipient_email=t.recipient.email,
             user_id=t.recipient.user_id,
-            payload=_payload(msg, t, routing, parts),
+            payload={**_payload(msg, t, routing, parts), **topic},
             template_id=parts.template.id if parts.template else None,
             tenant_id=t.recipient.tenant_id,
             list_id=t.list_id,

@@ -61,6 +61,7 @@ _KNOWN = {
         "event",  # Courier's older name for sending by template alias
     ),
     "message.metadata": ("event", "tags", "trace_id", "utm"),
+    "message.preferences": ("subscription_topic_id",),
     "message.delay": ("duration", "until", "timezone"),
     "message.expiry": ("expires_in", "expires_at"),
     # providers: Tidings' per-provider timeouts by key (the SDK's provider takes the same map)
@@ -90,8 +91,17 @@ def refuse_unhonoured(message: Mapping[str, Any]) -> None:
     """Raise :class:`BadRequest` naming the first field of ``message`` (the raw JSON
     object) that Tidings would accept and not act on."""
     _check_known(message)
-    if _present(message.get("preferences")):
-        raise BadRequest(f"message.preferences: {_AUDIENCES}")
+    preferences = message.get("preferences")
+    if preferences is not None and not isinstance(preferences, Mapping):
+        raise BadRequest("message.preferences must be an object")
+    if isinstance(preferences, Mapping) and preferences:
+        # Honoured: the message is checked against the recipient's choice for this topic.
+        topic = preferences.get("subscription_topic_id")
+        if not isinstance(topic, str) or not topic:
+            raise BadRequest(
+                "message.preferences.subscription_topic_id is required: the id of a "
+                "subscription topic (/preferences/sections/{id}/topics)"
+            )
     context = message.get("context")
     if isinstance(context, Mapping) and _present(context.get("tenant_id")):
         raise BadRequest(f"message.context.tenant_id: {_TENANTS}")

@@ -23,7 +23,15 @@ from tidings.commands.http import client, console, fail_on_error, print_json
 
 # A followed message is done once it can no longer change in a way worth waiting for:
 # delivered or later, or a failure. (SENT is not: delivery is what --follow waits to see.)
-FOLLOW_DONE = {"DELIVERED", "OPENED", "CLICKED", "UNDELIVERABLE", "UNROUTABLE", "CANCELED"}
+FOLLOW_DONE = {
+    "DELIVERED",
+    "OPENED",
+    "CLICKED",
+    "UNDELIVERABLE",
+    "UNROUTABLE",
+    "FILTERED",
+    "CANCELED",
+}
 
 _STATUS_STYLE = {
     "ENQUEUED": "cyan",
@@ -33,6 +41,7 @@ _STATUS_STYLE = {
     "CLICKED": "green",
     "UNDELIVERABLE": "red",
     "UNROUTABLE": "red",
+    "FILTERED": "yellow",
     "CANCELED": "yellow",
     "RETRYING": "yellow",
     "IN_DOUBT": "yellow",

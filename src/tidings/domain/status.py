@@ -286,6 +286,11 @@ def with_canceled(facts: StatusFacts, at: datetime) -> StatusFacts:
     return merge(facts, StatusFacts(canceled_at=at))
 
 
+# Reasons of an unroutable fact that mean "the recipient's preferences said no"
+# (tidings.domain.consent): shown as FILTERED rather than UNROUTABLE.
+_PREFERENCE_REASONS = frozenset({Reason.UNSUBSCRIBED, Reason.OPT_IN_REQUIRED})
+
+
 def derive(facts: StatusFacts) -> tuple[Status, Reason | None]:
     """The Courier status and reason the facts amount to (see the module's tie rules)."""
     if facts.failure is not None:
@@ -300,6 +305,9 @@ def derive(facts: StatusFacts) -> tuple[Status, Reason | None]:
         return Status.SENT, None
     unroutable, canceled_at = facts.unroutable, facts.canceled_at
     if unroutable is not None and (canceled_at is None or unroutable.at <= canceled_at):
+        if unroutable.reason in _PREFERENCE_REASONS:
+            # Not sent because of the recipient's preferences: Courier's FILTERED.
+            return Status.FILTERED, unroutable.reason
         return Status.UNROUTABLE, unroutable.reason
     if canceled_at is not None:
         return Status.CANCELED, None
@@ -311,7 +319,7 @@ def error_message(facts: StatusFacts) -> str | None:
     status, _ = derive(facts)
     if status is Status.UNDELIVERABLE and facts.failure is not None:
         return facts.failure.message
-    if status is Status.UNROUTABLE and facts.unroutable is not None:
+    if status in (Status.UNROUTABLE, Status.FILTERED) and facts.unroutable is not None:
         return facts.unroutable.why
     return None
 
@@ -322,7 +330,7 @@ def is_final(facts: StatusFacts) -> bool:
     CLICKED is not final: a permanent failure outranks it (see the tie rules).
     """
     status, _ = derive(facts)
-    return status in {Status.UNDELIVERABLE, Status.UNROUTABLE, Status.CANCELED}
+    return status in {Status.UNDELIVERABLE, Status.UNROUTABLE, Status.FILTERED, Status.CANCELED}
 
 
 class HistoryType(enum.StrEnum):

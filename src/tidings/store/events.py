@@ -18,7 +18,7 @@ from tidings.domain.events import DeliveryEvent, EventKind
 from tidings.domain.status import apply_event, history_type_for, is_permanent_failure
 from tidings.store import facts as facts_codec
 from tidings.store import messages as store
-from tidings.store import suppressions
+from tidings.store import preferences, suppressions
 from tidings.store.clock import utcnow
 from tidings.store.database import Conn
 from tidings.store.status_feed import set_facts
@@ -149,6 +149,21 @@ async def record_event(
             code=code,
             detail=detail,
             message_id=row.id,
+        )
+    # An unsubscribe or a complaint is also an opt-out of subscription topics.
+    left = await preferences.opt_out_for_event(conn, event.kind, row, f"{provider_key}:{source}")
+    if left:
+        names = ", ".join(f"{t.name} ({t.id})" for t in left)
+        await store.add_history(
+            conn,
+            row.id,
+            "PREFERENCES",
+            {
+                "note": f"opted {row.user_id or row.recipient_email} out of {names} "
+                f"({event.kind.value} event)",
+                "topics": [t.id for t in left],
+            },
+            ts=event.timestamp,
         )
     before = facts_codec.load(row.facts)
     after = apply_event(before, event)

@@ -491,3 +491,86 @@ send_requests = sa.Table(
     sa.Column("created", TS, nullable=False),
     sa.Column("archived_at", TS, nullable=True),
 )
+
+preference_sections = sa.Table(
+    "preference_sections",
+    metadata,
+    # Courier's workspace preferences (sections): groups of subscription topics.
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("has_custom_routing", sa.Boolean, nullable=False),
+    sa.Column("routing_options", sa.JSON, nullable=False),
+    sa.Column("created", TS, nullable=False, index=True),
+    sa.Column("creator", sa.String(64), nullable=True),
+    sa.Column("updated", TS, nullable=False),
+    sa.Column("updater", sa.String(64), nullable=True),
+    sa.Column("archived_at", TS, nullable=True),
+)
+
+preference_topics = sa.Table(
+    "preference_topics",
+    metadata,
+    # Subscription topics; archived topics are neither listed nor honoured at send (their
+    # row stays so that templates and logs naming them still say what they were).
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "section_id",
+        sa.String(64),
+        sa.ForeignKey("preference_sections.id"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("default_status", sa.String(16), nullable=False),
+    sa.Column("allowed_preferences", sa.JSON, nullable=False),
+    sa.Column("include_unsubscribe_header", sa.Boolean, nullable=False),
+    sa.Column("routing_options", sa.JSON, nullable=False),
+    sa.Column("topic_data", sa.JSON, nullable=False),
+    sa.Column("created", TS, nullable=False),
+    sa.Column("creator", sa.String(64), nullable=True),
+    sa.Column("updated", TS, nullable=False),
+    sa.Column("updater", sa.String(64), nullable=True),
+    sa.Column("archived_at", TS, nullable=True),
+)
+
+user_preferences = sa.Table(
+    "user_preferences",
+    metadata,
+    # A recipient's own choice for one topic (no row: the topic's default applies). The
+    # recipient is a user_id, or for a send with an email address only, that address.
+    sa.Column("user_id", sa.String(255), primary_key=True),
+    sa.Column("topic_id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("has_custom_routing", sa.Boolean, nullable=False),
+    sa.Column("custom_routing", sa.JSON, nullable=False),
+    sa.Column("updated", TS, nullable=False),
+)
+
+preference_logs = sa.Table(
+    "preference_logs",
+    metadata,
+    # Every change of a user_preferences row, newest first by id (time-ordered ids).
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(255), nullable=False, index=True),
+    sa.Column("topic_id", sa.String(64), nullable=False),
+    sa.Column("topic_name", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("has_custom_routing", sa.Boolean, nullable=False),
+    sa.Column("custom_routing", sa.JSON, nullable=False),
+    sa.Column("previous", sa.JSON, nullable=True),
+    # Who made it: "api", "unsubscribe" (the one-click link) or a provider event.
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("timestamp", TS, nullable=False, index=True),
+)
+
+server_secrets = sa.Table(
+    "server_secrets",
+    metadata,
+    # Secrets the server makes for itself (the unsubscribe links' signing key), shared by
+    # every process through the database; never shown by any route.
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+    sa.Column("created", TS, nullable=False),
+)

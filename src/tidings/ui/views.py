@@ -27,6 +27,7 @@ STATUSES = (
     "CLICKED",
     "UNDELIVERABLE",
     "UNROUTABLE",
+    "FILTERED",
     "CANCELED",
 )
 ATTEMPT_TYPES = frozenset({"SENT", "RETRYING", "IN_DOUBT", "UNDELIVERABLE"})
@@ -45,7 +46,7 @@ def badge_class(status: str | None) -> str:
         return "badge-good"
     if value in ("UNDELIVERABLE", "UNROUTABLE", "FAILED"):
         return "badge-bad"
-    if value in ("CANCELED",):
+    if value in ("CANCELED", "FILTERED"):
         return "badge-muted"
     if value in ("RETRYING", "IN_DOUBT", "TEMPORARY_FAILURE", "THROTTLED"):
         return "badge-warn"

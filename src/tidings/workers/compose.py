@@ -104,7 +104,9 @@ def outgoing(
     config: ProviderConfig,
     tags: list[str],
     provider_key: str,
+    extra_headers: dict[str, str] | None = None,
 ) -> OutgoingEmail:
+    """``extra_headers``: MIME headers to add (a topic's List-Unsubscribe, workers/consent.py)."""
     if resolved.email is None:
         raise ComposeError("the recipient has no email address")
     email_override = payload.get("email_override") or {}
@@ -129,6 +131,7 @@ def outgoing(
         cc=_list(email_override.get("cc") or headers.get("cc")),
         bcc=_list(email_override.get("bcc") or headers.get("bcc")),
         reply_to=email_override.get("reply_to") or headers.get("reply_to"),
+        headers=dict(extra_headers or {}),
         tags=tuple(tags),
         attachments=tuple(
             [

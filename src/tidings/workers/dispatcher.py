@@ -51,7 +51,7 @@ from tidings.store import profiles, providers, routing_strategies, suppressions
 from tidings.store.clock import utcnow
 from tidings.store.database import LISTEN_CHECK_S, Conn
 from tidings.store.status_feed import set_facts
-from tidings.workers import compose, plan
+from tidings.workers import compose, consent, plan
 from tidings.workers.ratelimit import limiter_for
 from tidings.workers.supervise import Episode, Supervised, bounded, is_fault
 
@@ -328,6 +328,10 @@ class Dispatcher:
                 updates=updates,
             )
             return
+        # The recipient's subscription preferences (workers/consent.py): None = filtered.
+        consented = await consent.check(self.rt, row, go.email, pending, updates)
+        if consented is None:
+            return
 
         if row.rendered:
             rendered = RenderedEmail(**row.rendered)
@@ -395,7 +399,14 @@ class Dispatcher:
         resolved = compose.Resolved(email=go.email, profile=go.profile)
         try:
             email = compose.outgoing(
-                message_id, payload, resolved, rendered, config, tags, provider_key=impl.key
+                message_id,
+                payload,
+                resolved,
+                rendered,
+                config,
+                tags,
+                provider_key=impl.key,
+                extra_headers=consented.headers,
             )
             request = impl.build(email, config)
         except compose.ComposeError as exc:
