@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI
 
 from tidings import __version__
 from tidings.api import brands as brands_api
+from tidings.api import bulk as bulk_api
 from tidings.api import errors as api_errors
 from tidings.api import guard
 from tidings.api import health as health_api
@@ -201,6 +202,7 @@ def create_app(
     app.include_router(notifications_api.router, dependencies=protected)
     app.include_router(brands_api.router, dependencies=protected)
     app.include_router(previews_api.router, dependencies=protected)
+    app.include_router(bulk_api.router, dependencies=protected)
     # Probes answer without a key, like /health.
     app.include_router(health_api.router)
     # Mailgun authenticates by signature, not by our API key.
