@@ -4,8 +4,11 @@ user its own delivered, personalised message; counts, user statuses and hostile 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import courier
@@ -14,6 +17,9 @@ import pytest
 from courier import Courier
 
 from tests.e2e.conftest import RunningSandbox, RunningTidings
+from tidings.store import bulk as store
+from tidings.store.clock import utcnow
+from tidings.store.database import Database
 
 TEMPLATE: Any = {
     "name": "Spring sale",
@@ -71,7 +77,10 @@ def users_of(client: Courier, job_id: str) -> list[Any]:
 
 def copies_to(sandbox: RunningSandbox) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
-    for copy in sandbox.messages():
+    # Every copy the sandbox keeps (its list stops at 1,000 unless told).
+    answer = httpx.get(f"{sandbox.url}/sandbox/api/messages", params={"limit": 100_000}, timeout=30)
+    answer.raise_for_status()
+    for copy in answer.json():
         for to in copy["to"] if isinstance(copy["to"], list) else [copy["to"]]:
             found.setdefault(to, []).append(copy)
     return found
@@ -276,3 +285,67 @@ def test_hostile_input_is_refused_naming_the_field(
     # Without the API key, nothing.
     anonymous = httpx.post(f"{tidings_with_mailgun.url}/bulk", json={"message": {"event": "e"}})
     assert anonymous.status_code == 401
+
+
+def test_concurrent_runs_on_postgresql_send_each_user_once(
+    start_tidings: Callable[..., RunningTidings],
+    mailgun_sandbox: RunningSandbox,
+    postgres_url: str,
+) -> None:
+    server = start_tidings(database_url=postgres_url)
+    server.add_provider(mailgun_sandbox, alias="main")
+    client = server.courier()
+    job_id = client.bulk.create_job(message={"event": "e", "content": TEXT}).job_id
+    users: list[Any] = [{"profile": {"email": f"pg{i}@bulk.test"}} for i in range(1200)]
+    for start in range(0, 1200, 400):
+        client.bulk.add_users(job_id, users=users[start : start + 400])
+    # Several runs at once: one takes the job, the others leave it alone.
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: client.bulk.run_job(job_id), range(4)))
+    job = wait_job(
+        client,
+        job_id,
+        lambda j: sum(j.statuses.get(s, 0) for s in ("SENT", *FINAL)) == 1200,
+        timeout=120,
+    )
+    assert (job.status, job.enqueued, job.received) == ("COMPLETED", 1200, 1200)
+    copies = copies_to(mailgun_sandbox)
+    assert sum(len(copies.get(f"pg{i}@bulk.test", [])) for i in range(1200)) == 1200
+
+
+def test_a_run_whose_process_died_is_taken_over(
+    tidings_with_mailgun: RunningTidings, mailgun_sandbox: RunningSandbox
+) -> None:
+    server = tidings_with_mailgun
+    client = server.courier()
+    dead, alive = (
+        client.bulk.create_job(message={"event": "e", "content": TEXT}).job_id for _ in range(2)
+    )
+    for job_id, name in ((dead, "dead"), (alive, "alive")):
+        client.bulk.add_users(
+            job_id, users=[{"profile": {"email": f"{name}{i}@bulk.test"}} for i in range(5)]
+        )
+
+    async def claim() -> None:
+        # As another process would: it took the jobs and then stopped answering.
+        db = Database(server.settings.database_url)
+        try:
+            now = utcnow()
+            async with db.write() as conn:
+                assert await store.take(conn, dead, "run_gone", now, now - timedelta(seconds=1))
+                assert await store.take(conn, alive, "run_busy", now, now + timedelta(hours=1))
+        finally:
+            await db.close()
+
+    asyncio.run(claim())
+    assert client.bulk.retrieve_job(dead).job.status == "PROCESSING"
+    client.bulk.run_job(dead)
+    client.bulk.run_job(alive)
+    job = wait_job(client, dead, lambda j: sum(j.statuses.get(s, 0) for s in ("SENT", *FINAL)) == 5)
+    assert (job.status, job.enqueued) == ("COMPLETED", 5)
+    # The live run is left to its owner: nothing of it is sent by this one.
+    held = client.bulk.retrieve_job(alive).job
+    assert (held.status, held.enqueued) == ("PROCESSING", 0)
+    copies = copies_to(mailgun_sandbox)
+    assert all(len(copies[f"dead{i}@bulk.test"]) == 1 for i in range(5))
+    assert not any(to.startswith("alive") for to in copies)
