@@ -50,6 +50,7 @@ CHUNK = 1000
 LEASE = timedelta(seconds=60)
 USERS_PAGE = 100
 MAX_JOB_ID = 64
+MAX_SEQ = 2**31 - 1  # a user's position is an INTEGER column (32 bits on PostgreSQL)
 
 # Courier's InboundBulkMessage, and how each field maps onto /send's message.
 _DEFINITION_FIELDS = ("event", "template", "content", "data", "brand", "locale", "override")
@@ -266,10 +267,19 @@ async def create_job(request: Request, rt: Runtime = Depends(runtime)) -> dict[s
     return {"jobId": job_id}
 
 
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "Conflict: the job has been run; users are added before run_job.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+}
+
+
 @router.post(
     "/{job_id}",
     status_code=204,
     response_class=Response,
+    responses=_CONFLICT,
     openapi_extra=_doc({"users": {"type": "array", "items": {"type": "object"}}}, ["users"]),
 )
 async def add_users(
@@ -301,7 +311,8 @@ async def add_users(
 @router.post("/{job_id}/run", status_code=204, response_class=Response)
 async def run_job(job_id: str = Path(...), rt: Runtime = Depends(runtime)) -> Response:
     """Start the job (Courier's ``bulk.run_job``); 204 once that is committed. A job that
-    runs or has run is left alone, except a run whose process died, which is resumed."""
+    runs or has run is left alone, except a run that stopped (its process died, or it
+    failed), which is resumed where it stopped."""
     job = await _job(rt, job_id)
     if job.status == store.COMPLETED:
         return Response(status_code=204)
@@ -407,7 +418,7 @@ async def list_users(
     job = await _job(rt, job_id)
     after = -1
     if cursor:
-        if not cursor.isdigit() or len(cursor) > 10:
+        if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 10 or int(cursor) > MAX_SEQ:
             raise BadRequest("cursor is not a cursor this list gave")
         after = int(cursor)
     async with rt.db.read() as conn:

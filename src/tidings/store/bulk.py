@@ -111,14 +111,15 @@ async def first_pending(conn: Conn, job_id: str) -> sa.Row[Any] | None:
 
 
 async def take(conn: Conn, job_id: str, owner: str, now: datetime, until: datetime) -> bool:
-    """Start the job (CREATED) or take over a run whose lease has expired (PROCESSING):
-    ``owner`` holds it until ``until``. False if the job is running elsewhere or done."""
+    """Start the job (CREATED), take over a run whose lease has expired (PROCESSING: its
+    process died) or resume one that failed (ERROR): ``owner`` holds it until ``until``.
+    False if the job is running elsewhere or done."""
     result = await conn.execute(
         bulk_jobs.update()
         .where(
             bulk_jobs.c.id == job_id,
             sa.or_(
-                bulk_jobs.c.status == CREATED,
+                bulk_jobs.c.status.in_((CREATED, ERROR)),
                 sa.and_(
                     bulk_jobs.c.status == PROCESSING,
                     sa.or_(bulk_jobs.c.lease_until.is_(None), bulk_jobs.c.lease_until < now),
@@ -130,6 +131,7 @@ async def take(conn: Conn, job_id: str, owner: str, now: datetime, until: dateti
             started=sa.func.coalesce(bulk_jobs.c.started, now),
             lease_owner=owner,
             lease_until=until,
+            error=None,
             updated=now,
         )
     )
