@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import courier
@@ -16,7 +17,9 @@ import httpx
 import pytest
 from courier import Courier
 
-from tests.e2e.conftest import RunningSandbox, RunningTidings
+from tests.e2e.conftest import API_KEY, RunningSandbox, RunningTidings, tidings_settings
+from tests.support.servers import free_port, serve_asgi
+from tidings.app import build_app
 from tidings.store import bulk as store
 from tidings.store.clock import utcnow
 from tidings.store.database import Database
@@ -349,3 +352,33 @@ def test_a_run_whose_process_died_is_taken_over(
     copies = copies_to(mailgun_sandbox)
     assert all(len(copies[f"dead{i}@bulk.test"]) == 1 for i in range(5))
     assert not any(to.startswith("alive") for to in copies)
+
+
+def test_a_server_stopped_mid_run_hands_the_job_to_the_next_start(
+    start_tidings: Callable[..., RunningTidings],
+    mailgun_sandbox: RunningSandbox,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    settings = tidings_settings(tmp_path, port, provider_hosts=mailgun_sandbox.url)
+    first = RunningTidings(f"http://127.0.0.1:{port}", API_KEY, settings)
+    with serve_asgi(asyncio.run(build_app(settings)), port=port):
+        first.add_provider(mailgun_sandbox, alias="main")
+        client = first.courier()
+        job_id = client.bulk.create_job(message={"event": "e", "content": TEXT}).job_id
+        users: list[Any] = [{"profile": {"email": f"s{i}@bulk.test"}} for i in range(3000)]
+        for start in range(0, 3000, 1000):
+            client.bulk.add_users(job_id, users=users[start : start + 1000])
+        client.bulk.run_job(job_id)
+    # Stopped: wherever the run was, the next start takes it up (same database file).
+    second = start_tidings()
+    client = second.courier()
+    job = wait_job(
+        client,
+        job_id,
+        lambda j: sum(j.statuses.get(s, 0) for s in ("SENT", *FINAL)) == 3000,
+        timeout=180,
+    )
+    assert (job.status, job.enqueued, job.received) == ("COMPLETED", 3000, 3000)
+    copies = copies_to(mailgun_sandbox)
+    assert sorted(len(copies.get(f"s{i}@bulk.test", [])) for i in range(3000)) == [1] * 3000

@@ -16,8 +16,9 @@ their messages' statuses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -40,7 +41,6 @@ from tidings.store.clock import utcnow
 from tidings.store.status_feed import publish_new
 
 log = structlog.get_logger("tidings.bulk")
-router = APIRouter(prefix="/bulk", tags=["bulk"])
 
 # Users one add_users call may carry (a 100,000-user job takes 20 calls or more).
 MAX_USERS_PER_CALL = 5000
@@ -74,8 +74,34 @@ FAILED = frozenset({"UNDELIVERABLE", "UNROUTABLE", "UNMAPPED", "CANCELED", "FILT
 # An address for checking a definition before any user is known; never stored or sent to.
 _PROBE = {"email": "bulk-definition-check@example.com"}
 
-# Runs in progress in this process, so that they are not garbage-collected mid-way.
-_running: set[asyncio.Task[None]] = set()
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Any) -> AsyncIterator[None]:
+    """This process's runs: resumed at start where another process handed them back (or
+    died holding them), cancelled (and handed back) at shutdown while the database is
+    still open (the app's own lifespan closes it after this one)."""
+    runs: set[asyncio.Task[None]] = set()
+    app.state.bulk_runs = runs
+    rt: Runtime = app.state.runtime
+    try:
+        async with rt.db.read() as conn:
+            stopped = await store.stopped_runs(conn, utcnow())
+        for job in stopped:
+            try:
+                await _start(rt, job, runs)
+            except BadRequest as exc:  # its template is gone: the job says why
+                log.warning("bulk job cannot resume", job=job.id, error=exc.message)
+    except Exception:
+        log.exception("bulk jobs: resuming stopped runs failed; run_job resumes them")
+    try:
+        yield
+    finally:
+        for task in list(runs):
+            task.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+
+
+router = APIRouter(prefix="/bulk", tags=["bulk"], lifespan=_lifespan)
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -309,29 +335,41 @@ async def add_users(
 
 
 @router.post("/{job_id}/run", status_code=204, response_class=Response)
-async def run_job(job_id: str = Path(...), rt: Runtime = Depends(runtime)) -> Response:
+async def run_job(
+    request: Request, job_id: str = Path(...), rt: Runtime = Depends(runtime)
+) -> Response:
     """Start the job (Courier's ``bulk.run_job``); 204 once that is committed. A job that
     runs or has run is left alone, except a run that stopped (its process died, or it
     failed), which is resumed where it stopped."""
     job = await _job(rt, job_id)
     if job.status == store.COMPLETED:
         return Response(status_code=204)
+    if job.received == 0:
+        raise BadRequest(f"bulk job {job.id!r} has no users: add_users first")
+    await _start(rt, job, request.app.state.bulk_runs)
+    return Response(status_code=204)
+
+
+async def _start(rt: Runtime, job: Any, runs: set[asyncio.Task[None]]) -> None:
+    """Check the job's message again (its template may have changed: a 400 then), take
+    the job unless another run holds it, and turn its users into messages in a task."""
     async with rt.db.read() as conn:
         first = await store.first_pending(conn, job.id)
-    if first is None:
-        if job.received == 0:
-            raise BadRequest(f"bulk job {job.id!r} has no users: add_users first")
-        return Response(status_code=204)
-    accepted = await _accepted(rt, job.definition, dict(first.recipient))
+    accepted = None
+    if first is not None:
+        accepted = await _accepted(rt, job.definition, dict(first.recipient))
     owner = new_id("run_")
     now = utcnow()
     async with rt.db.write() as conn:
         taken = await store.take(conn, job.id, owner, now, now + LEASE)
-    if taken:
+        if taken and accepted is None:
+            # Every user was made into a message by a run that stopped before saying so.
+            await store.finish(conn, job.id, owner, now)
+            return
+    if taken and accepted is not None:
         task = asyncio.create_task(_run(rt, job.id, job.request_id, accepted, owner))
-        _running.add(task)
-        task.add_done_callback(_running.discard)
-    return Response(status_code=204)
+        runs.add(task)
+        task.add_done_callback(runs.discard)
 
 
 async def _run(
@@ -372,7 +410,13 @@ async def _run(
             rt.metrics.accepted.inc(len(new))
             rt.wake()
     except asyncio.CancelledError:
-        raise  # shutting down: the lease expires, and the next run_job resumes the job
+        # Shutting down: hand the job back, so that the next start (or run_job) resumes it.
+        try:
+            async with rt.db.write() as conn:
+                await store.release(conn, job_id, owner, utcnow())
+        except Exception:
+            log.warning("bulk job: handing the job back failed; its lease will expire", job=job_id)
+        raise
     except Exception as exc:
         log.exception("bulk job failed", job=job_id)
         try:

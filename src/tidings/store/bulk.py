@@ -122,7 +122,7 @@ async def take(conn: Conn, job_id: str, owner: str, now: datetime, until: dateti
                 bulk_jobs.c.status.in_((CREATED, ERROR)),
                 sa.and_(
                     bulk_jobs.c.status == PROCESSING,
-                    sa.or_(bulk_jobs.c.lease_until.is_(None), bulk_jobs.c.lease_until < now),
+                    sa.or_(bulk_jobs.c.lease_until.is_(None), bulk_jobs.c.lease_until <= now),
                 ),
             ),
         )
@@ -151,6 +151,31 @@ async def renew(conn: Conn, job_id: str, owner: str, until: datetime) -> bool:
         .values(lease_until=until)
     )
     return bool(result.rowcount)
+
+
+async def release(conn: Conn, job_id: str, owner: str, now: datetime) -> None:
+    """``owner`` stops before the end (shutting down): its lease ends now, so that the
+    next run takes the job over at once."""
+    await conn.execute(
+        bulk_jobs.update()
+        .where(bulk_jobs.c.id == job_id, bulk_jobs.c.lease_owner == owner)
+        .values(lease_until=now, updated=now)
+    )
+
+
+async def stopped_runs(conn: Conn, now: datetime, limit: int = 100) -> list[sa.Row[Any]]:
+    """Jobs being run whose run has stopped (handed back, or its lease expired)."""
+    return list(
+        await conn.execute(
+            sa.select(bulk_jobs)
+            .where(
+                bulk_jobs.c.status == PROCESSING,
+                sa.or_(bulk_jobs.c.lease_until.is_(None), bulk_jobs.c.lease_until <= now),
+            )
+            .order_by(bulk_jobs.c.created)
+            .limit(limit)
+        )
+    )
 
 
 async def pending(conn: Conn, job_id: str, limit: int) -> list[sa.Row[Any]]:
@@ -262,7 +287,9 @@ __all__ = [
     "message_counts",
     "pending",
     "record",
+    "release",
     "renew",
+    "stopped_runs",
     "take",
     "user_counts",
     "users",
