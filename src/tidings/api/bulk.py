@@ -8,9 +8,10 @@ the job runs, answers 204 and then turns every user into its own tracked message
 ``/send``'s accept path (``tidings.api.accept``): the same template and brand resolution,
 routing and payload, one request id for the whole job. It does so a chunk at a time, each
 chunk one transaction that inserts the messages and marks their users, under a lease on the
-job: running a job again is harmless, and a run whose process died is taken over by the
-next ``run_job`` where it stopped. Counts of ``GET /bulk/{id}`` come from the users' and
-their messages' statuses.
+job: running a job again is harmless. A server that stops mid-run hands the job back and
+the next start resumes it; a run whose process died is taken over, once its lease expires,
+by the next start or ``run_job``, where it stopped. Counts of ``GET /bulk/{id}`` come from
+the users' and their messages' statuses.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from tidings.runtime import Runtime, runtime
 from tidings.store import bulk as store
 from tidings.store import messages as messages_store
 from tidings.store.clock import utcnow
+from tidings.store.database import is_database_error
+from tidings.store.errors import DatabaseUnavailable
 from tidings.store.status_feed import publish_new
 
 log = structlog.get_logger("tidings.bulk")
@@ -375,40 +378,29 @@ async def _start(rt: Runtime, job: Any, runs: set[asyncio.Task[None]]) -> None:
 async def _run(
     rt: Runtime, job_id: str, request_id: str, accepted: accept.Accepted, owner: str
 ) -> None:
-    """Turn the job's pending users into messages, a chunk per transaction."""
+    """Turn the job's pending users into messages, a chunk per transaction, until none is
+    left or another run has the job. A database fault is waited out (with backoff), as the
+    workers do; anything else ends the run in ERROR, which the next run_job resumes."""
+    delay = rt.settings.loop_backoff_base_s
     try:
         while True:
-            async with rt.db.read() as conn:
-                rows = await store.pending(conn, job_id, CHUNK)
-            now = utcnow()
-            if not rows:
-                async with rt.db.write() as conn:
-                    await store.finish(conn, job_id, owner, now)
-                log.info("bulk job completed", job=job_id)
+            try:
+                more = await _chunk(rt, job_id, request_id, accepted, owner)
+            except Exception as exc:
+                if not (is_database_error(exc) or isinstance(exc, DatabaseUnavailable)):
+                    raise
+                log.warning(
+                    "bulk job: the database failed; trying again",
+                    job=job_id,
+                    error=type(exc).__name__,
+                    retry_in_s=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, rt.settings.loop_backoff_max_s)
+                continue
+            delay = rt.settings.loop_backoff_base_s
+            if not more:
                 return
-            # Built outside the transaction, so that other writers wait only for the insert.
-            made: list[tuple[str, Recipient, dict[str, Any]]] = []
-            outcomes: list[store.UserOutcome] = []
-            for row in rows:
-                try:
-                    recipient = parse_recipient(row.recipient, "user")
-                except ValidationError as exc:  # checked when added: only if rules changed
-                    outcomes.append(store.UserOutcome(row.seq, store.ERROR, error=str(exc)))
-                    continue
-                message_id = new_id()
-                made.append((message_id, recipient, row.recipient))
-                outcomes.append(store.UserOutcome(row.seq, store.ENQUEUED, message_id))
-            new, first = accept.build(accepted, request_id, made, now)
-            async with rt.db.write() as conn:
-                if not await store.renew(conn, job_id, owner, utcnow() + LEASE):
-                    log.warning("bulk job taken over by another run", job=job_id)
-                    return
-                await messages_store.insert(conn, new, first)
-                await store.record(conn, job_id, outcomes)
-                await publish_new(conn, [m.id for m in new])
-                await messages_store.notify_queue(conn)
-            rt.metrics.accepted.inc(len(new))
-            rt.wake()
     except asyncio.CancelledError:
         # Shutting down: hand the job back, so that the next start (or run_job) resumes it.
         try:
@@ -424,6 +416,45 @@ async def _run(
                 await store.finish(conn, job_id, owner, utcnow(), error=f"{type(exc).__name__}")
         except Exception:
             log.exception("bulk job: recording the failure failed", job=job_id)
+
+
+async def _chunk(
+    rt: Runtime, job_id: str, request_id: str, accepted: accept.Accepted, owner: str
+) -> bool:
+    """The next chunk of users as messages, in one transaction; False when the run is over
+    (no user left: the job is COMPLETED; or another run has taken the job)."""
+    async with rt.db.read() as conn:
+        rows = await store.pending(conn, job_id, CHUNK)
+    now = utcnow()
+    if not rows:
+        async with rt.db.write() as conn:
+            await store.finish(conn, job_id, owner, now)
+        log.info("bulk job completed", job=job_id)
+        return False
+    # Built outside the transaction, so that other writers wait only for the insert.
+    made: list[tuple[str, Recipient, dict[str, Any]]] = []
+    outcomes: list[store.UserOutcome] = []
+    for row in rows:
+        try:
+            recipient = parse_recipient(row.recipient, "user")
+        except ValidationError as exc:  # checked when added: only if the rules changed
+            outcomes.append(store.UserOutcome(row.seq, store.ERROR, error=str(exc)))
+            continue
+        message_id = new_id()
+        made.append((message_id, recipient, row.recipient))
+        outcomes.append(store.UserOutcome(row.seq, store.ENQUEUED, message_id))
+    new, first = accept.build(accepted, request_id, made, now)
+    async with rt.db.write() as conn:
+        if not await store.renew(conn, job_id, owner, utcnow() + LEASE):
+            log.warning("bulk job taken over by another run", job=job_id)
+            return False
+        await messages_store.insert(conn, new, first)
+        await store.record(conn, job_id, outcomes)
+        await publish_new(conn, [m.id for m in new])
+        await messages_store.notify_queue(conn)
+    rt.metrics.accepted.inc(len(new))
+    rt.wake()
+    return True
 
 
 def _job_counts(job: Any, users: Mapping[str, int], statuses: Mapping[str, int]) -> dict[str, Any]:
