@@ -382,3 +382,36 @@ def test_a_server_stopped_mid_run_hands_the_job_to_the_next_start(
     assert (job.status, job.enqueued, job.received) == ("COMPLETED", 3000, 3000)
     copies = copies_to(mailgun_sandbox)
     assert sorted(len(copies.get(f"s{i}@bulk.test", [])) for i in range(3000)) == [1] * 3000
+
+
+def test_idempotency_keys_make_retried_writes_happen_once(
+    tidings_with_mailgun: RunningTidings,
+) -> None:
+    client = tidings_with_mailgun.courier()
+    message: Any = {"event": "e", "content": TEXT}
+    once = {"Idempotency-Key": "job-1"}
+    job_id = client.bulk.create_job(message=message, extra_headers=once).job_id
+    assert client.bulk.create_job(message=message, extra_headers=once).job_id == job_id
+    other = client.bulk.create_job(message=message).job_id
+    assert other != job_id
+
+    users: Any = [{"profile": {"email": f"k{i}@bulk.test"}} for i in range(3)]
+    for _ in range(3):  # a call retried after its answer was lost
+        client.bulk.add_users(job_id, users=users, extra_headers={"Idempotency-Key": "add-1"})
+    assert client.bulk.retrieve_job(job_id).job.received == 3
+    # The same key with other users is a mistake, said as such; nothing is added.
+    with pytest.raises(courier.ConflictError) as raised:
+        client.bulk.add_users(job_id, users=users[:1], extra_headers={"Idempotency-Key": "add-1"})
+    assert "Idempotency-Key" in error_of(raised)
+    # The same users and key for another job are another write (the route is in the hash),
+    # refused as a reuse rather than replayed as if added.
+    with pytest.raises(courier.ConflictError):
+        client.bulk.add_users(other, users=users, extra_headers={"Idempotency-Key": "add-1"})
+    assert client.bulk.retrieve_job(other).job.received == 0
+    assert client.bulk.retrieve_job(job_id).job.received == 3
+    # A refused call keeps no answer: once the cause is gone, the key works.
+    client.bulk.run_job(job_id)
+    with pytest.raises(courier.ConflictError):
+        client.bulk.add_users(job_id, users=users, extra_headers={"Idempotency-Key": "add-2"})
+    client.bulk.add_users(other, users=users, extra_headers={"Idempotency-Key": "add-2"})
+    assert client.bulk.retrieve_job(other).job.received == 3

@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping
-from datetime import timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy.exc import IntegrityError
 
-from tidings.api import accept
+from tidings.api import accept, idempotency_keys
 from tidings.api.errors import describe_validation
 from tidings.api.schemas import MessageIn
 from tidings.api.unhonoured import refuse_unhonoured
@@ -37,9 +41,10 @@ from tidings.errors import BadRequest, Conflict, NotFound
 from tidings.ids import new_id
 from tidings.runtime import Runtime, runtime
 from tidings.store import bulk as store
+from tidings.store import idempotency
 from tidings.store import messages as messages_store
 from tidings.store.clock import utcnow
-from tidings.store.database import is_database_error
+from tidings.store.database import Conn, is_database_error
 from tidings.store.errors import DatabaseUnavailable
 from tidings.store.status_feed import publish_new
 
@@ -53,6 +58,7 @@ CHUNK = 1000
 LEASE = timedelta(seconds=60)
 USERS_PAGE = 100
 MAX_JOB_ID = 64
+MAX_IDEMPOTENCY_KEY = 255  # the column's width
 MAX_SEQ = 2**31 - 1  # a user's position is an INTEGER column (32 bits on PostgreSQL)
 
 # Courier's InboundBulkMessage, and how each field maps onto /send's message.
@@ -107,14 +113,78 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
 router = APIRouter(prefix="/bulk", tags=["bulk"], lifespan=_lifespan)
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def _body(request: Request) -> tuple[bytes, dict[str, Any]]:
+    raw = await request.body()
     try:
-        body = json.loads(await request.body() or b"null")
+        body = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
-    return body
+    return raw, body
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """An ``Idempotency-Key`` given with a write: its answer is stored with the write."""
+
+    key: str
+    request_hash: str
+    expires_at: datetime
+
+
+async def _idempotency(
+    request: Request, rt: Runtime, raw: bytes, key: str | None, expiration: str | None
+) -> tuple[_Key | None, Response | None]:
+    """The key to store the answer under, or the stored answer to replay. The hash covers
+    the route as well as the body: the same users added to another job are another write."""
+    if key is None:
+        return None, None
+    if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    route = f"{request.method} {request.url.path}\n".encode()
+    request_hash = hashlib.sha256(route + raw).hexdigest()
+    async with rt.db.read() as conn:
+        stored = await idempotency.find(conn, key)
+    if stored is not None:
+        return None, idempotency_keys.replay(stored, request_hash)
+    return _Key(key, request_hash, idempotency_keys.expiry(expiration, utcnow())), None
+
+
+async def _write_once(
+    rt: Runtime,
+    key: _Key | None,
+    status: int,
+    answer: dict[str, Any],
+    work: Callable[[Conn], Awaitable[None]],
+) -> Response | None:
+    """``work`` in one transaction with the key's answer; the answer of whoever stored the
+    key first instead, should that be another request (None: ours was committed)."""
+    try:
+        async with rt.db.write() as conn:
+            if key is not None:
+                stored = await idempotency.find(conn, key.key)
+                if stored is not None:
+                    return idempotency_keys.replay(stored, key.request_hash)
+                await idempotency.save(
+                    conn,
+                    key.key,
+                    request_hash=key.request_hash,
+                    status_code=status,
+                    body=answer,
+                    expires_at=key.expires_at,
+                )
+            await work(conn)
+    except IntegrityError:
+        # Another request with the same key committed first (PostgreSQL): its answer.
+        if key is None:
+            raise
+        async with rt.db.read() as conn:
+            stored = await idempotency.find(conn, key.key)
+        if stored is None:
+            raise
+        return idempotency_keys.replay(stored, key.request_hash)
+    return None
 
 
 def _only(value: Mapping[str, Any], fields: tuple[str, ...], path: str) -> None:
@@ -281,27 +351,45 @@ def _doc(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     }
 
 
-@router.post("", status_code=201, openapi_extra=_doc({"message": _DOC_DEFINITION}, ["message"]))
-async def create_job(request: Request, rt: Runtime = Depends(runtime)) -> dict[str, Any]:
-    """Create a job for a message definition (Courier's ``bulk.create_job``)."""
-    body = await _body(request)
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "Conflict: the job has been run (users are added before run_job), or "
+        "an Idempotency-Key was reused with another body.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses=_CONFLICT,
+    openapi_extra=_doc({"message": _DOC_DEFINITION}, ["message"]),
+)
+async def create_job(
+    request: Request,
+    rt: Runtime = Depends(runtime),
+    idempotency_key: str | None = Header(default=None),
+    x_idempotency_expiration: str | None = Header(default=None),
+) -> Response:
+    """Create a job for a message definition (Courier's ``bulk.create_job``); an
+    ``Idempotency-Key`` makes a retry answer the same job."""
+    raw, body = await _body(request)
+    key, replayed = await _idempotency(request, rt, raw, idempotency_key, x_idempotency_expiration)
+    if replayed is not None:
+        return replayed
     _only(body, ("message",), "")
     definition = _definition(body.get("message"))
     # Refused now rather than at run: an unknown template, bad content, a missing brand.
     await _accepted(rt, definition, dict(_PROBE))
     job_id = new_id("bulk_")
-    now = utcnow()
-    async with rt.db.write() as conn:
-        await store.create_job(conn, job_id, new_id("req_"), definition, now)
-    return {"jobId": job_id}
+    answer = {"jobId": job_id}
 
+    async def create(conn: Conn) -> None:
+        await store.create_job(conn, job_id, new_id("req_"), definition, utcnow())
 
-_CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {
-        "description": "Conflict: the job has been run; users are added before run_job.",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
-    }
-}
+    replayed = await _write_once(rt, key, 201, answer, create)
+    return replayed or JSONResponse(answer, status_code=201)
 
 
 @router.post(
@@ -312,10 +400,18 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
     openapi_extra=_doc({"users": {"type": "array", "items": {"type": "object"}}}, ["users"]),
 )
 async def add_users(
-    request: Request, job_id: str = Path(...), rt: Runtime = Depends(runtime)
+    request: Request,
+    job_id: str = Path(...),
+    rt: Runtime = Depends(runtime),
+    idempotency_key: str | None = Header(default=None),
+    x_idempotency_expiration: str | None = Header(default=None),
 ) -> Response:
-    """Add users to a job that has not run (Courier's ``bulk.add_users``)."""
-    body = await _body(request)
+    """Add users to a job that has not run (Courier's ``bulk.add_users``). With an
+    ``Idempotency-Key``, a retried call adds its users once."""
+    raw, body = await _body(request)
+    key, replayed = await _idempotency(request, rt, raw, idempotency_key, x_idempotency_expiration)
+    if replayed is not None:
+        return replayed
     _only(body, ("users",), "")
     given = body.get("users")
     if not isinstance(given, list) or not given:
@@ -327,14 +423,17 @@ async def add_users(
         )
     users = [check_user(user, f"users[{i}]") for i, user in enumerate(given)]
     job = await _job(rt, job_id)
-    async with rt.db.write() as conn:
-        added = await store.add_users(conn, job.id, users, utcnow())
-    if not added:
-        raise Conflict(
-            f"bulk job {job.id!r} has been run; users can only be added before run_job "
-            "(create a new job for more)"
-        )
-    return Response(status_code=204)
+
+    async def add(conn: Conn) -> None:
+        if not await store.add_users(conn, job.id, users, utcnow()):
+            # Raised inside the transaction: the key's answer is not kept either.
+            raise Conflict(
+                f"bulk job {job.id!r} has been run; users can only be added before run_job "
+                "(create a new job for more)"
+            )
+
+    replayed = await _write_once(rt, key, 204, {}, add)
+    return replayed or Response(status_code=204)
 
 
 @router.post("/{job_id}/run", status_code=204, response_class=Response)
