@@ -292,7 +292,7 @@ def bulk(
 def _summary(
     job_id: str, job: dict[str, Any], calls: int, started: float, marks: dict[str, float]
 ) -> None:
-    table = Table(title=f"bulk job {job_id}")
+    table = Table(title="messages by status")
     table.add_column("status")
     table.add_column("messages", justify="right")
     for status, n in sorted(_statuses(job).items(), key=lambda item: -item[1]):
@@ -301,6 +301,7 @@ def _summary(
     facts = Table(show_header=False, box=None)
     facts.add_column()
     facts.add_column(justify="right")
+    facts.add_row("bulk job", job_id)
     facts.add_row("users received", str(job["received"]))
     facts.add_row("messages enqueued", str(job["enqueued"]))
     facts.add_row("failures", str(job["failures"]))
