@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI
 from tidings import __version__
 from tidings.api import audiences as audiences_api
 from tidings.api import brands as brands_api
+from tidings.api import bulk as bulk_api
 from tidings.api import errors as api_errors
 from tidings.api import guard
 from tidings.api import health as health_api
@@ -214,6 +215,7 @@ def create_app(
     app.include_router(preferences_api.router, dependencies=protected)
     # One-click unsubscribe links: the signed token is the authority, not our API key.
     app.include_router(unsubscribe_api.router)
+    app.include_router(bulk_api.router, dependencies=protected)
     # Probes answer without a key, like /health.
     app.include_router(health_api.router)
     # Mailgun authenticates by signature, not by our API key.

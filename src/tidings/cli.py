@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from tidings.commands import messages as messages_commands
+from tidings.commands.bulk import bulk as bulk_command
 from tidings.commands.doctor import doctor as doctor_command
 from tidings.commands.errors import database_errors, fail
 from tidings.commands.http import client as _client
@@ -42,6 +43,7 @@ app.command("doctor")(doctor_command)
 app.add_typer(suppressions_app, name="suppressions")
 app.add_typer(keys_app, name="keys")
 app.add_typer(templates_app, name="templates")
+app.command("bulk")(bulk_command)
 
 console = Console(stderr=True)
 

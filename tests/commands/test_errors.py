@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from tests.support.servers import free_port, serve_asgi
 from tidings.cli import app
 
 TIDINGS = [sys.executable, "-m", "tidings.cli"]
+USERS_CSV = str(Path(__file__).parent.parent / "fixtures" / "bulk" / "users.csv")
 
 # One call of every command that talks to a running server.
 SERVER_COMMANDS = {
@@ -39,6 +41,7 @@ SERVER_COMMANDS = {
     "suppressions delete": ["suppressions", "delete", "ann@example.test"],
     "templates list": ["templates", "list"],
     "templates render": ["templates", "render", "nt_1", "--data", "a=1"],
+    "bulk": ["bulk", USERS_CSV, "--title", "t", "--body", "b"],
 }
 # The commands that work on the database or run a server themselves.
 LOCAL_COMMANDS = {

@@ -574,3 +574,47 @@ server_secrets = sa.Table(
     sa.Column("value", sa.String(255), nullable=False),
     sa.Column("created", TS, nullable=False),
 )
+
+bulk_jobs = sa.Table(
+    "bulk_jobs",
+    metadata,
+    # Courier's bulk jobs: a message definition (as given) and the users added to it; running
+    # the job turns each user into its own message, all under ``request_id``.
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("request_id", sa.String(40), nullable=False, unique=True),
+    sa.Column("definition", sa.JSON, nullable=False),
+    # CREATED, PROCESSING (run, users being turned into messages), COMPLETED, ERROR.
+    sa.Column("status", sa.String(16), nullable=False),
+    # Users added so far: also the next user's position (bulk_users.seq).
+    sa.Column("received", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created", TS, nullable=False, index=True),
+    sa.Column("updated", TS, nullable=False),
+    sa.Column("started", TS, nullable=True),
+    sa.Column("finished", TS, nullable=True),
+    # The process turning the users into messages holds the job until then; a run that
+    # finds it expired (that process died) takes the job over where it stopped.
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", TS, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+bulk_users = sa.Table(
+    "bulk_users",
+    metadata,
+    # One row per user added to a bulk job, in the order added; ``message_id`` is set in the
+    # same transaction that inserts the user's message, so a user is sent to at most once.
+    sa.Column(
+        "job_id",
+        sa.String(40),
+        sa.ForeignKey("bulk_jobs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    # The user as given (Courier's InboundBulkMessageUser), and the recipient made of it.
+    sa.Column("user", sa.JSON, nullable=False),
+    sa.Column("recipient", sa.JSON, nullable=False),
+    # PENDING until the job runs, then ENQUEUED (with its message) or ERROR (with why).
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("message_id", sa.String(40), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
