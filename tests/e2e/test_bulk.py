@@ -228,7 +228,7 @@ def test_hostile_input_is_refused_naming_the_field(
         ({"profile": {"name": "No address"}}, "users[0] needs an address"),
         ({"profile": {"email": "a@b.test"}, "preferences": {"x": 1}}, "users[0].preferences"),
         ({"to": {"list_id": "l1"}}, "users[0].to.list_id"),
-        ({"to": {"email": "a@b.test", "tenant_id": "t"}}, "users[0].to.tenant_id"),
+        ({"to": {"audience_id": "vips"}}, "users[0].to.audience_id"),
         ({"profile": {"email": "a@b.test", "list_id": "l"}}, "users[0].profile.list_id"),
         ({"profile": {"email": "a@b.test"}, "extra": 1}, "users[0].extra"),
         ({"profile": {"email": "a@b.test"}, "data": "text"}, "users[0].data must be an object"),

@@ -287,6 +287,12 @@ def check_user(value: Any, path: str) -> store.NewUser:
         refuse_unhonoured({"to": to})
     except BadRequest as exc:
         raise BadRequest(exc.message.replace("message.to", f"{path}.to", 1)) from None
+    for key in ("list_id", "list_pattern", "audience_id"):
+        if to.get(key) not in (None, ""):
+            raise BadRequest(
+                f"{path}.to.{key}: a bulk user is one person; to send to a list or an "
+                f"audience, use POST /send with message.to.{key}"
+            )
     for key in _RECIPIENT_ONLY:
         if profile.get(key) not in (None, {}, []):
             raise BadRequest(
