@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from tidings.ids import new_id
 from tidings.providers import registry
 from tidings.providers.base import (
     OutcomeKind,
+    OutgoingEmail,
     Provider,
     ProviderConfig,
     ProviderRefused,
@@ -44,6 +46,7 @@ from tidings.render.email import RenderedEmail
 from tidings.render.errors import RenderError
 from tidings.render.message import render_facts
 from tidings.render.pool import RenderFailure
+from tidings.render.shape import Shape, render_with_shape
 from tidings.runtime import Runtime
 from tidings.store import facts as facts_codec
 from tidings.store import messages as store
@@ -51,13 +54,15 @@ from tidings.store import profiles, providers, routing_strategies, suppressions
 from tidings.store.clock import utcnow
 from tidings.store.database import LISTEN_CHECK_S, Conn
 from tidings.store.status_feed import set_facts
-from tidings.workers import compose, plan
-from tidings.workers.ratelimit import limiter_for
+from tidings.workers import batching, compose, plan
+from tidings.workers.ratelimit import Reservation, limiter_for
 from tidings.workers.supervise import Episode, Supervised, bounded, is_fault
 
 log = structlog.get_logger("tidings.dispatcher")
 # How long shutdown waits for the database to take back the leases (it may be down).
 SHUTDOWN_DB_S = 5.0
+# Renders, event-log lookups and single sends one request's task runs at once.
+GROUP_CONCURRENCY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,20 @@ class Batch:
     configurations: list[plan.Configuration]
     strategy: dict[str, Any] | None
     tags: dict[str, list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A message ready to be sent: decided, checked, rendered (``shape``: how it may share a
+    batch call, when it was asked for and found), with what to write with its attempt."""
+
+    row: Any
+    go: plan.Go
+    impl: Provider
+    rendered: RenderedEmail
+    shape: Shape | None
+    pending: list[tuple[str, dict[str, Any]]]
+    updates: dict[str, Any]
 
 
 class Dispatcher:
@@ -134,10 +153,20 @@ class Dispatcher:
                 # runs out (or, with the database gone, as soon as it answers again).
                 self._unreleased.update(claimed)
                 raise
-            for message_id in claimed:
+            # The messages of one request go to one task, which sends those that share a
+            # shape as batch calls (see workers/batching.py); every other message alone.
+            rows = batch.rows
+            for unit in batching.units(
+                claimed,
+                lambda i: rows[i].request_id if i in rows else None,
+                self.settings.mailgun_batch_size,
+            ):
                 await self._slots.acquire()
                 self._free -= 1
-                task = asyncio.create_task(self._guarded(message_id, batch))
+                if len(unit) == 1:
+                    task = asyncio.create_task(self._guarded(unit[0], batch))
+                else:
+                    task = asyncio.create_task(self._guarded_group(unit, batch))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
             return
@@ -180,6 +209,8 @@ class Dispatcher:
                 owner=self.owner,
                 limit=min(free, self.settings.dispatch_batch),
                 lease_s=self.settings.lease_s,
+                # Enough of a request's messages to fill a batch call.
+                fill_requests=self.settings.mailgun_batch_size,
             )
 
     async def _idle(self, stop: asyncio.Event) -> None:
@@ -237,6 +268,25 @@ class Dispatcher:
             self._free += 1
             self._slots.release()
 
+    async def _guarded_group(self, message_ids: list[str], batch: Batch) -> None:
+        try:
+            await self.process_group(message_ids, batch)
+        except Exception as exc:
+            if is_fault(exc):
+                self._send_faults.failed(exc)
+            else:
+                log.exception("dispatch failed; retrying later", message_ids=len(message_ids))
+            try:
+                # Only those still leased to this worker: the ones already done are not.
+                await self._release(set(message_ids))
+            except Exception:
+                self._unreleased.update(message_ids)
+        else:
+            self._send_faults.ok()
+        finally:
+            self._free += 1
+            self._slots.release()
+
     # -- one message --------------------------------------------------------------------
 
     def situation(self, message_id: str, batch: Batch) -> plan.Situation | None:
@@ -281,10 +331,19 @@ class Dispatcher:
         await self._go(row, batch, decision)
 
     async def _go(self, row: Any, batch: Batch, go: plan.Go) -> None:
-        message_id = row.id
+        prepared = await self._prepare(row, go, batch, shaped=False)
+        if prepared is not None:
+            await self._send_single(prepared, batch)
+
+    async def _prepare(
+        self, row: Any, go: plan.Go, batch: Batch, *, shaped: bool
+    ) -> Prepared | None:
+        """Settle an unanswered attempt, leave out an excluded recipient, render: the message
+        ready to send, or None when it was dealt with here. ``shaped``: also find the
+        rendering's shape (render/shape.py), for a batch send."""
         payload: dict[str, Any] = row.payload
         impl = self.providers.get(go.configuration.provider)
-        configuration, config = go.configuration, go.config
+        config = go.config
         # History learned on the way and columns to set, written with this message's next
         # write.
         pending = list(go.history)
@@ -292,7 +351,7 @@ class Dispatcher:
         if go.route_changed:
             updates.update(route=go.route.as_json(), route_step=go.route.step)
 
-        open_attempt = batch.open_attempts.get(message_id)
+        open_attempt = batch.open_attempts.get(row.id)
         if open_attempt is not None or row.in_doubt:
             try:
                 settled = await self._settle_in_doubt(row, impl, config, open_attempt)
@@ -309,94 +368,155 @@ class Dispatcher:
                     pending=pending,
                     updates=updates,
                 )
-                return
+                return None
             if settled:
-                return
+                return None
 
-        suppressed = await self._suppressed(go.email)
+        if await self._excluded(row, go.email, impl, pending, updates):
+            return None
+
+        shape: Shape | None = None
+        stored = RenderedEmail(**row.rendered) if row.rendered else None
+        if stored is not None and not shaped:
+            rendered = stored
+        else:
+            try:
+                # In a worker process with a time and a memory budget (render/pool.py): a
+                # runaway template fails its own message, and its worker is replaced.
+                if shaped:
+                    rendered, wire = await self.rt.render_pool.run(
+                        render_with_shape, payload, go.profile
+                    )
+                    shape = Shape.from_wire(wire) if wire is not None else None
+                else:
+                    resolved = compose.Resolved(email=go.email, profile=go.profile)
+                    rendered = await self.rt.render_pool.run(compose.render, payload, resolved)
+            except (RenderError, ValidationError, RenderFailure) as exc:
+                if stored is None:
+                    await self._fail(
+                        row,
+                        Reason.FAILED,
+                        f"rendering failed: {exc}",
+                        pending=pending,
+                        updates=updates,
+                    )
+                    return None
+                rendered, shape = stored, None  # rendered before: send that, alone
+            if stored is not None:
+                if rendered != stored:
+                    # What the first attempt rendered is what is sent.
+                    rendered, shape = stored, None
+            else:
+                updates["rendered"] = rendered.as_dict()
+                pending.append(
+                    (
+                        HistoryType.RENDERED.value,
+                        {
+                            "subject": rendered.subject,
+                            "html_bytes": len(rendered.html or ""),
+                            "text_bytes": len(rendered.text or ""),
+                            **render_facts(payload, rendered),
+                        },
+                    )
+                )
+        return Prepared(row, go, impl, rendered, shape, pending, updates)
+
+    async def _excluded(
+        self,
+        row: Any,
+        address: str,
+        impl: Provider,
+        pending: list[tuple[str, dict[str, Any]]],
+        updates: dict[str, Any],
+    ) -> bool:
+        """The one place a recipient is left out before the provider is called (single and
+        batch sends alike): True when ``row`` was ended here, with why."""
+        suppressed = await self._suppressed(address)
         if suppressed is not None:
             # About the recipient, not the provider: never failed over.
             reason = Reason.UNSUBSCRIBED if suppressed.reason != "bounce" else Reason.BOUNCED
             await self._fail(
                 row,
                 reason,
-                f"{go.email} is on the suppression list ({suppressed.reason}"
+                f"{address} is on the suppression list ({suppressed.reason}"
                 f"{', code ' + str(suppressed.code) if suppressed.code else ''}); "
                 f"{impl.name} was not called. Remove it with DELETE /suppressions/{{address}}.",
                 history_extra={"suppression": suppressed.as_dict()},
                 pending=pending,
                 updates=updates,
             )
-            return
+            return True
+        return False
 
-        if row.rendered:
-            rendered = RenderedEmail(**row.rendered)
-        else:
-            resolved = compose.Resolved(email=go.email, profile=go.profile)
-            try:
-                # In a worker process with a time and a memory budget (render/pool.py): a
-                # runaway template fails its own message, and its worker is replaced.
-                rendered = await self.rt.render_pool.run(compose.render, payload, resolved)
-            except (RenderError, ValidationError, RenderFailure) as exc:
-                await self._fail(
-                    row,
-                    Reason.FAILED,
-                    f"rendering failed: {exc}",
-                    pending=pending,
-                    updates=updates,
-                )
-                return
-            updates["rendered"] = rendered.as_dict()
+    async def _hold(self, p: Prepared, reserved: Reservation) -> None:
+        """Over the configuration's rate, or the provider asked every sender of it to wait:
+        back in the queue for then, no attempt spent."""
+        configuration = p.go.configuration
+        pending, updates = list(p.pending), dict(p.updates)
+        if reserved.paused_until is not None:
+            until = reserved.paused_until.isoformat()
             pending.append(
                 (
-                    HistoryType.RENDERED.value,
+                    "THROTTLED",
                     {
-                        "subject": rendered.subject,
-                        "html_bytes": len(rendered.html or ""),
-                        "text_bytes": len(rendered.text or ""),
-                        **render_facts(payload, rendered),
+                        "note": f"paused: {p.impl.name} asked to wait until {until}",
+                        "paused_until": until,
+                        "integration": _integration(configuration),
+                        "worker": self.owner,
                     },
                 )
             )
-
-        reserved = await self.limiter.reserve(
-            configuration.id, configuration.settings.get("rate_limit")
+        updates.update(
+            next_attempt_at=utcnow() + timedelta(seconds=reserved.wait_s),
+            lease_owner=None,
+            lease_until=None,
         )
-        if reserved.wait_s > 0:
-            # Over the configuration's rate, or the provider asked every sender of it to
-            # wait: back in the queue for then, no attempt spent.
-            if reserved.paused_until is not None:
-                until = reserved.paused_until.isoformat()
-                pending.append(
-                    (
-                        "THROTTLED",
-                        {
-                            "note": f"paused: {impl.name} asked to wait until {until}",
-                            "paused_until": until,
-                            "integration": _integration(configuration),
-                            "worker": self.owner,
-                        },
-                    )
-                )
-            updates.update(
-                next_attempt_at=utcnow() + timedelta(seconds=reserved.wait_s),
-                lease_owner=None,
-                lease_until=None,
+
+        async def requeue(conn: Conn) -> None:
+            await _write_pending(conn, p.row.id, pending)
+            await store.update(conn, p.row.id, **updates)
+
+        await self.rt.db.grouped(requeue)
+
+    def _secrets(self, p: Prepared) -> tuple[str | None, ...]:
+        # Every key this send could reveal is masked, should a user have pasted one into a
+        # field: the message's own (override) key and the configuration's stored ones.
+        return (
+            *p.go.config.secrets(),
+            *(
+                p.go.configuration.settings.get(name)
+                for name in p.impl.settings_model.SECRET_FIELDS
+            ),
+        )
+
+    def _outgoing(self, p: Prepared, batch: Batch) -> OutgoingEmail:
+        """The message's email as a single send carries it; raises ComposeError."""
+        resolved = compose.Resolved(email=p.go.email, profile=p.go.profile)
+        return compose.outgoing(
+            p.row.id,
+            p.row.payload,
+            resolved,
+            p.rendered,
+            p.go.config,
+            batch.tags.get(p.row.id, []),
+            provider_key=p.impl.key,
+        )
+
+    async def _send_single(self, p: Prepared, batch: Batch, *, reserved: bool = False) -> None:
+        """One provider call for one message (``reserved``: its rate token is taken)."""
+        row, go, impl = p.row, p.go, p.impl
+        message_id = row.id
+        configuration, config = go.configuration, go.config
+        pending, updates = p.pending, p.updates
+        if not reserved:
+            reservation = await self.limiter.reserve(
+                configuration.id, configuration.settings.get("rate_limit")
             )
-
-            async def requeue(conn: Conn) -> None:
-                await _write_pending(conn, message_id, pending)
-                await store.update(conn, message_id, **updates)
-
-            await self.rt.db.grouped(requeue)
-            return
-
-        tags = batch.tags.get(message_id, [])
-        resolved = compose.Resolved(email=go.email, profile=go.profile)
+            if reservation.wait_s > 0:
+                await self._hold(p, reservation)
+                return
         try:
-            email = compose.outgoing(
-                message_id, payload, resolved, rendered, config, tags, provider_key=impl.key
-            )
+            email = self._outgoing(p, batch)
             request = impl.build(email, config)
         except compose.ComposeError as exc:
             await self._fail(row, Reason.FAILED, str(exc), pending=pending, updates=updates)
@@ -405,13 +525,7 @@ class Dispatcher:
             await self._fail(row, Reason.PROVIDER_ERROR, str(exc), pending=pending, updates=updates)
             return
         number = row.attempts + 1
-        # Every key this send could reveal is masked, should a user have pasted one into a
-        # field: the message's own (override) key and the configuration's stored ones.
-        secrets = (
-            *config.secrets(),
-            *(configuration.settings.get(name) for name in impl.settings_model.SECRET_FIELDS),
-        )
-        request_record = impl.record(request, secrets).as_dict()
+        request_record = impl.record(request, self._secrets(p)).as_dict()
 
         async def begin(conn: Conn) -> int:
             """Render results and the attempt, committed before the provider is called."""
@@ -433,7 +547,164 @@ class Dispatcher:
         outcome = await impl.send(request, config)
         self.rt.metrics.attempts.labels(outcome.kind.value).inc()
         self.rt.metrics.attempt_seconds.observe(outcome.duration_ms / 1000)
-        await self._record(row, batch, go, impl, attempt_id, number, outcome, request_record)
+        paused_until = await self._pause_for(outcome, configuration)
+        await self._record(
+            row, batch, go, impl, attempt_id, number, outcome, request_record, paused_until
+        )
+
+    # -- many messages ------------------------------------------------------------------
+
+    async def process_group(self, message_ids: list[str], batch: Batch) -> None:
+        """The claimed messages of one request: each decided and prepared as alone, then
+        those that share a shape and a route sent as batch calls, the rest alone."""
+        goes: list[tuple[Any, plan.Go]] = []
+        ends: list[Awaitable[None]] = []
+        for message_id in message_ids:
+            situation = self.situation(message_id, batch)
+            if situation is None:
+                continue
+            row = batch.rows[message_id]
+            decision = plan.plan_message(situation)
+            if isinstance(decision, plan.Skip):
+                continue
+            if isinstance(decision, plan.End):
+                ends.append(self._end(row, decision))
+                continue
+            goes.append((row, decision))
+        await asyncio.gather(*ends)
+        limit = asyncio.Semaphore(GROUP_CONCURRENCY)
+
+        async def prepare(row: Any, go: plan.Go) -> Prepared | None:
+            async with limit:
+                return await self._prepare(row, go, batch, shaped=go.provider.max_batch > 1)
+
+        prepared = [
+            p for p in await asyncio.gather(*(prepare(r, g) for r, g in goes)) if p is not None
+        ]
+        members: dict[str, batching.Member] = {}
+        alone: list[Prepared] = []
+        for p in prepared:
+            if p.shape is None or p.impl.max_batch <= 1:
+                alone.append(p)
+                continue
+            try:
+                email = self._outgoing(p, batch)
+            except compose.ComposeError:
+                alone.append(p)  # the single send ends it with the reason
+                continue
+            members[p.row.id] = batching.Member(
+                email=email,
+                shape=p.shape,
+                configuration_id=p.go.configuration.id,
+                step=p.go.route.step,
+                config=p.go.config,
+            )
+        size = self.settings.mailgun_batch_size
+        if prepared:
+            size = min(size, *(p.impl.max_batch for p in prepared))
+        batches, rest = batching.plan_batches(
+            [p for p in prepared if p.row.id in members], lambda p: members[p.row.id], size
+        )
+        alone.extend(rest)
+
+        async def single(p: Prepared) -> None:
+            async with limit:
+                await self._send_single(p, batch)
+
+        await asyncio.gather(
+            *(single(p) for p in alone),
+            *(
+                self._send_batch(group, [members[p.row.id] for p in group], batch)
+                for group in batches
+            ),
+        )
+
+    async def _send_batch(
+        self, group: list[Prepared], group_members: list[batching.Member], batch: Batch
+    ) -> None:
+        """One provider call for every message of ``group`` (they share a batch key): rate
+        tokens one per recipient, every attempt committed before the call, its one answer
+        recorded for each message."""
+        first = group[0]
+        impl, configuration, config = first.impl, first.go.configuration, first.go.config
+        # The provider counts recipients, not calls: so does the rate limit.
+        reservations = await asyncio.gather(
+            *(
+                self.limiter.reserve(configuration.id, configuration.settings.get("rate_limit"))
+                for _ in group
+            )
+        )
+        sending: list[tuple[Prepared, batching.Member]] = []
+        held: list[Awaitable[None]] = []
+        for p, member, reservation in zip(group, group_members, reservations, strict=True):
+            if reservation.wait_s > 0:
+                held.append(self._hold(p, reservation))
+            else:
+                sending.append((p, member))
+        await asyncio.gather(*held)
+        if len(sending) < 2:
+            for p, _ in sending:
+                await self._send_single(p, batch, reserved=True)
+            return
+        try:
+            request = impl.build_batch(
+                batching.outgoing_batch([member for _, member in sending]), config
+            )
+        except RequestError as exc:
+            log.info("sending alone what cannot be one batch", reason=str(exc))
+            await asyncio.gather(*(self._send_single(p, batch, reserved=True) for p, _ in sending))
+            return
+        secrets = self._secrets(first)
+        records = {
+            p.row.id: impl.record_member(request, member.email.to, secrets).as_dict()
+            for p, member in sending
+        }
+        lease_until = utcnow() + timedelta(seconds=self.settings.lease_s)
+
+        async def begin(conn: Conn) -> dict[str, int]:
+            """Every message's render results and attempt, committed before the call."""
+            ids: dict[str, int] = {}
+            for p, _ in sending:
+                message_id = p.row.id
+                await _write_pending(conn, message_id, p.pending)
+                ids[message_id] = await store.start_attempt(
+                    conn, message_id, p.row.attempts + 1, config.target, records[message_id]
+                )
+                await store.update(
+                    conn,
+                    message_id,
+                    attempts=p.row.attempts + 1,
+                    provider_id=configuration.id,
+                    provider_domain=config.domain,
+                    # Rendering a large batch took time: the lease covers the call again.
+                    lease_until=lease_until,
+                    **p.updates,
+                )
+            return ids
+
+        attempt_ids = await self.rt.db.grouped(begin)
+        outcome = await impl.send(request, config)
+        self.rt.metrics.attempts.labels(outcome.kind.value).inc(len(sending))
+        self.rt.metrics.attempt_seconds.observe(outcome.duration_ms / 1000)
+        paused_until = await self._pause_for(outcome, configuration)
+        info = {"size": len(sending)}
+        await asyncio.gather(
+            *(
+                self._record(
+                    p.row,
+                    batch,
+                    p.go,
+                    impl,
+                    attempt_ids[p.row.id],
+                    p.row.attempts + 1,
+                    outcome,
+                    records[p.row.id],
+                    paused_until,
+                    batch_info=info,
+                )
+                for p, _ in sending
+            )
+        )
 
     # -- outcomes -----------------------------------------------------------------------
 
@@ -456,6 +727,9 @@ class Dispatcher:
         number: int,
         outcome: SendOutcome,
         request_record: dict[str, Any],
+        paused_until: datetime | None,
+        *,
+        batch_info: dict[str, Any] | None = None,
     ) -> None:
         now = utcnow()
         configuration = go.configuration
@@ -468,17 +742,9 @@ class Dispatcher:
             "response": {"status": outcome.status_code, "body": outcome.response_body},
             "duration_ms": round(outcome.duration_ms, 1),
         }
-
-        paused_until: datetime | None = None
-        if outcome.kind is OutcomeKind.THROTTLED and outcome.retry_at is not None:
-            # Before this message is recorded, so that other workers stop at once; if the
-            # pause cannot be stored, this message still waits and its answer is kept.
-            try:
-                paused_until = await self.limiter.pause(configuration.id, outcome.retry_at)
-            except Exception as exc:
-                log.warning(
-                    "could not store the provider's pause", integration=configuration.id, error=exc
-                )
+        if batch_info is not None:
+            # One call for many messages: its answer is this message's too.
+            attempt_data["batch"] = batch_info
         step = plan.next_step(go.route, batch.configurations)
         decision = plan.plan_outcome(
             outcome,
@@ -578,6 +844,21 @@ class Dispatcher:
         await self.rt.db.grouped(write)
         if isinstance(decision, plan.FailOver):
             self.rt.wake()  # the next provider's turn is now
+
+    async def _pause_for(
+        self, outcome: SendOutcome, configuration: plan.Configuration
+    ) -> datetime | None:
+        """The pause in force after a 420/429 that named a time (stored first, so that other
+        workers stop at once; if it cannot be stored, this send still waits)."""
+        if outcome.kind is not OutcomeKind.THROTTLED or outcome.retry_at is None:
+            return None
+        try:
+            return await self.limiter.pause(configuration.id, outcome.retry_at)
+        except Exception as exc:
+            log.warning(
+                "could not store the provider's pause", integration=configuration.id, error=exc
+            )
+            return None
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter, capped."""
