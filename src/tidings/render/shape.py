@@ -21,7 +21,7 @@ recipient is sent alone. By construction, substituting a recipient's variables i
 shape reproduces ``R`` character for character.
 
 Segments are tuples of strings alternating literal text and placeholder names
-(``("Hello ", "v0", "!")``): plain data, so that the render pool can return them.
+(``("Hello ", "s0", "!")``): plain data, so that the render pool can return them.
 """
 
 from __future__ import annotations
@@ -89,12 +89,12 @@ def _markup(value: str) -> str:
 
 # How a value may stand in a rendered part: as given, or escaped the ways the HTML output
 # does it (text nodes and attributes as the CSS inliner writes them, Handlebars, MarkupSafe).
-_ENCODINGS: tuple[tuple[str, Callable[[str], str]], ...] = (
-    ("", lambda value: value),
-    ("t", _text_node),
-    ("a", _attribute),
-    ("h", html_lib.escape),
-    ("m", _markup),
+_ENCODINGS: tuple[Callable[[str], str], ...] = (
+    lambda value: value,
+    _text_node,
+    _attribute,
+    html_lib.escape,
+    _markup,
 )
 
 
@@ -140,9 +140,16 @@ def sentinel_values(value: Any, leaves: list[str], *, top_profile: bool = False)
     return value
 
 
-def _match(sentinel: str, actual: str, leaves: list[str]) -> tuple[Segments, dict[str, str]] | None:
+def _match(
+    sentinel: str, actual: str, leaves: list[str], prefix: str
+) -> tuple[Segments, dict[str, str]] | None:
     """``sentinel`` cut at its tokens, matched against ``actual``: the segments and values,
-    or None when ``actual`` is not ``sentinel`` with the leaves' values in place."""
+    or None when ``actual`` is not ``sentinel`` with the leaves' values in place.
+
+    Each occurrence of a token is its own placeholder (``prefix`` and its number): the same
+    value may stand plain in one place and escaped in another, and one recipient's value
+    may need escaping where another's does not; named by place, not by form, the
+    placeholders are the same for every recipient of the shape."""
     parts = _TOKEN.split(sentinel)
     first = parts[0]
     if not actual.startswith(first):
@@ -155,14 +162,14 @@ def _match(sentinel: str, actual: str, leaves: list[str]) -> tuple[Segments, dic
         if index >= len(leaves):
             return None
         last = i + 2 >= len(parts)
-        for suffix, encode in _ENCODINGS:
+        for encode in _ENCODINGS:
             encoded = encode(leaves[index])
             end = pos + len(encoded)
             if not actual.startswith(encoded, pos) or not actual.startswith(literal, end):
                 continue
             if last and end + len(literal) != len(actual):
                 continue
-            name = f"v{index}{suffix}"
+            name = f"{prefix}{len(values)}"
             values[name] = encoded
             segments.extend((name, literal))
             pos = end + len(literal)
@@ -186,9 +193,9 @@ def find_shape(rendered: RenderedEmail, sentinel: RenderedEmail, leaves: list[st
     if any("%recipient." in leaf for leaf in leaves):
         return None  # a value a provider would read as a placeholder of its own
     matched = []
-    for part in ("subject", "html", "text"):
+    for part, prefix in (("subject", "s"), ("html", "h"), ("text", "t")):
         s, r = getattr(sentinel, part) or "", getattr(rendered, part) or ""
-        found = _match(s, r, leaves)
+        found = _match(s, r, leaves, prefix)
         if found is None:
             return None
         matched.append(found)

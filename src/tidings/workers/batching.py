@@ -145,8 +145,9 @@ def outgoing_batch(members: Sequence[Member]) -> OutgoingBatch:
         if len(distinct) == 1:
             header_slots[name] = (first.email.headers[name],)
         else:
-            slot_of[name] = f"h{i}"
-            header_slots[name] = ("", f"h{i}", "")
+            # Not h…, s…, t…: the shape's own placeholders (render/shape.py).
+            slot_of[name] = f"x{i}"
+            header_slots[name] = ("", f"x{i}", "")
     recipients = []
     for member in members:
         assert member.shape is not None

@@ -688,6 +688,10 @@ class Dispatcher:
         self.rt.metrics.attempt_seconds.observe(outcome.duration_ms / 1000)
         paused_until = await self._pause_for(outcome, configuration)
         info = {"size": len(sending)}
+        # One backoff (and one jitter) for the whole batch, so that it comes back together
+        # and is retried as one batch.
+        backoff = self._backoff(max(p.row.attempts + 1 for p, _ in sending))
+        jitter = random.uniform(0, 0.25)
         await asyncio.gather(
             *(
                 self._record(
@@ -701,6 +705,8 @@ class Dispatcher:
                     records[p.row.id],
                     paused_until,
                     batch_info=info,
+                    backoff_s=backoff,
+                    jitter_s=jitter,
                 )
                 for p, _ in sending
             )
@@ -730,6 +736,8 @@ class Dispatcher:
         paused_until: datetime | None,
         *,
         batch_info: dict[str, Any] | None = None,
+        backoff_s: float | None = None,
+        jitter_s: float | None = None,
     ) -> None:
         now = utcnow()
         configuration = go.configuration
@@ -755,10 +763,10 @@ class Dispatcher:
             route=go.route,
             next_step=step,
             provider_timeout_s=self._provider_timeout_s(row.payload, impl.key),
-            backoff_s=self._backoff(number),
+            backoff_s=backoff_s if backoff_s is not None else self._backoff(number),
             in_doubt_lag_s=self.settings.in_doubt_lag_s,
             paused_until=paused_until,
-            jitter_s=random.uniform(0, 0.25),
+            jitter_s=jitter_s if jitter_s is not None else random.uniform(0, 0.25),
         )
 
         async def write(conn: Conn) -> None:
