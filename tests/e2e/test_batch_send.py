@@ -177,10 +177,14 @@ def test_a_suppressed_recipient_is_left_out_of_the_batch(
             time.sleep(0.05)
     before = _calls(mailgun_sandbox)
     to = [{"email": f"keep{i}@example.test", "data": {"n": str(i)}} for i in range(4)]
-    _send(server, [*to[:2], {"email": gone, "data": {"n": "x"}}, *to[2:]], {
-        "title": "News {{n}}",
-        "body": "Item {{n}}",
-    })
+    _send(
+        server,
+        [*to[:2], {"email": gone, "data": {"n": "x"}}, *to[2:]],
+        {
+            "title": "News {{n}}",
+            "body": "Item {{n}}",
+        },
+    )
     found = _wait_all(server, 6, {"DELIVERED", "UNDELIVERABLE"})
     assert _calls(mailgun_sandbox) - before == 1
     copies = _copies_by_recipient(mailgun_sandbox)
