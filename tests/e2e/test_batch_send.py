@@ -279,3 +279,16 @@ def test_batch_size_1_sends_one_call_per_recipient(
     _each_once(mailgun_sandbox, addresses)
     assert _calls(mailgun_sandbox) == 10
     assert all("recipient-variables" not in m["options"] for m in mailgun_sandbox.messages())
+
+
+def test_a_refused_batch_fails_every_message_of_it(
+    tidings_with_mailgun: RunningTidings, mailgun_sandbox: RunningSandbox
+) -> None:
+    mailgun_sandbox.set_faults({"account_disabled": True})
+    _ten(tidings_with_mailgun)
+    found = _wait_all(tidings_with_mailgun, 10, {"UNDELIVERABLE"})
+    assert _calls(mailgun_sandbox, "400") == 1  # one call, refused, for all ten
+    assert mailgun_sandbox.messages() == []
+    for message in found:
+        assert message["reason"] == "PROVIDER_ERROR"
+        assert "not allowed to send" in message["error"]

@@ -8,6 +8,12 @@ provider is called, and its answer after; an attempt left without an answer (a w
 or the connection broke after the request was written) is *in doubt*, and is looked up in
 the provider's event log by the Tidings id before anything is sent again, so that a
 recipient gets one email, not two.
+
+The claimed messages of one request are handled by one task (:meth:`process_group`): each
+is decided, settled, checked and rendered as it would be alone, and those whose emails
+share a shape (:mod:`tidings.render.shape`, :mod:`tidings.workers.batching`) go out as one
+batch call of the provider. Every one of them keeps its own attempt (committed before the
+call), its own answer and its own in-doubt lookup; nothing above changes for them.
 """
 
 from __future__ import annotations
@@ -383,13 +389,18 @@ class Dispatcher:
             try:
                 # In a worker process with a time and a memory budget (render/pool.py): a
                 # runaway template fails its own message, and its worker is replaced.
+                resolved = compose.Resolved(email=go.email, profile=go.profile)
                 if shaped:
-                    rendered, wire = await self.rt.render_pool.run(
-                        render_with_shape, payload, go.profile
-                    )
-                    shape = Shape.from_wire(wire) if wire is not None else None
+                    try:
+                        rendered, wire = await self.rt.render_pool.run(
+                            render_with_shape, payload, go.profile
+                        )
+                        shape = Shape.from_wire(wire) if wire is not None else None
+                    except RenderFailure:
+                        # Two renders in one budget may overrun where one does not: the
+                        # message is judged by the render a single send makes.
+                        rendered = await self.rt.render_pool.run(compose.render, payload, resolved)
                 else:
-                    resolved = compose.Resolved(email=go.email, profile=go.profile)
                     rendered = await self.rt.render_pool.run(compose.render, payload, resolved)
             except (RenderError, ValidationError, RenderFailure) as exc:
                 if stored is None:
@@ -634,6 +645,11 @@ class Dispatcher:
                 for _ in group
             )
         )
+        if all(r.paused_until is not None for r in reservations):
+            # The provider asked every sender to wait: the batch waits as one, and comes
+            # back together.
+            longest = max(reservations, key=lambda r: r.wait_s)
+            reservations = [longest] * len(reservations)
         sending: list[tuple[Prepared, batching.Member]] = []
         held: list[Awaitable[None]] = []
         for p, member, reservation in zip(group, group_members, reservations, strict=True):
