@@ -292,3 +292,23 @@ def test_a_refused_batch_fails_every_message_of_it(
     for message in found:
         assert message["reason"] == "PROVIDER_ERROR"
         assert "not allowed to send" in message["error"]
+
+
+def test_two_servers_on_postgresql_batch_a_request_and_send_each_once(
+    postgres_url: str,  # first: its database is dropped only after the servers stopped
+    start_tidings: Callable[..., RunningTidings],
+    mailgun_sandbox: RunningSandbox,
+) -> None:
+    first = start_tidings(database_url=postgres_url, dispatch_batch=4)
+    second = start_tidings(database_url=postgres_url, dispatch_batch=4)
+    first.add_provider(mailgun_sandbox, polling="off")
+    count = 1200
+    to = [{"email": _address(i), "data": {"name": _name(i), "code": i}} for i in range(count)]
+    _send(second, to, {"title": "Hello {{name}}", "body": "Dear {{name}}, code {{code}}."})
+    _wait_all(first, count, {"SENT", "DELIVERED"})
+    copies = _copies_by_recipient(mailgun_sandbox)
+    for i in range(count):
+        (copy,) = copies[_address(i)]
+        assert copy["subject"] == f"Hello {_name(i)}"
+    # Each worker claims a few messages and fills the batch from the same request.
+    assert _calls(mailgun_sandbox, None) <= 4
