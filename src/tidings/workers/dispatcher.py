@@ -107,6 +107,13 @@ class Dispatcher:
         self._inflight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.settings.dispatch_concurrency)
         self._free = self.settings.dispatch_concurrency  # our own count of free slots
+        # Messages this worker's tasks are working on. A lease that ran out while a large
+        # batch was still being prepared could be claimed again by this same worker (the
+        # same owner): such a message is never started twice.
+        self._busy: set[str] = set()
+        # At most this many claimed messages at once, so that batches are sent well within
+        # their lease: two full batches.
+        self._budget = max(2 * self.settings.mailgun_batch_size, self.settings.dispatch_batch)
         # Messages a fault left leased to this worker, given back once the database answers.
         self._unreleased: set[str] = set()
         self._send_faults = Episode(
@@ -150,14 +157,16 @@ class Dispatcher:
         """One turn: give back what a fault left leased, claim, start the sends, or idle."""
         if self._unreleased:
             await self._release(set(self._unreleased))
-        claimed = await self._claim()
+        claimed = [i for i in await self._claim() if i not in self._busy]
         if claimed:
+            self._busy.update(claimed)
             try:
                 batch = await self._load(claimed)
             except Exception:
                 # Claimed but not started: give them back now rather than when the lease
                 # runs out (or, with the database gone, as soon as it answers again).
                 self._unreleased.update(claimed)
+                self._busy.difference_update(claimed)
                 raise
             # The messages of one request go to one task, which sends those that share a
             # shape as batch calls (see workers/batching.py); every other message alone.
@@ -206,17 +215,18 @@ class Dispatcher:
 
     async def _claim(self) -> list[str]:
         free = self._free  # claim no more than there are free slots to work on
-        if free <= 0:
+        room = self._budget - len(self._busy)
+        if free <= 0 or room <= 0:
             await asyncio.sleep(0.005)
             return []
         async with self.rt.db.write() as conn:
             return await store.claim_due(
                 conn,
                 owner=self.owner,
-                limit=min(free, self.settings.dispatch_batch),
+                limit=min(free, self.settings.dispatch_batch, room),
                 lease_s=self.settings.lease_s,
-                # Enough of a request's messages to fill a batch call.
-                fill_requests=self.settings.mailgun_batch_size,
+                # Enough of a request's messages to fill a batch call (within the budget).
+                fill_requests=min(self.settings.mailgun_batch_size, room),
             )
 
     async def _idle(self, stop: asyncio.Event) -> None:
@@ -271,6 +281,7 @@ class Dispatcher:
         else:
             self._send_faults.ok()
         finally:
+            self._busy.discard(message_id)
             self._free += 1
             self._slots.release()
 
@@ -290,6 +301,7 @@ class Dispatcher:
         else:
             self._send_faults.ok()
         finally:
+            self._busy.difference_update(message_ids)
             self._free += 1
             self._slots.release()
 
@@ -708,6 +720,7 @@ class Dispatcher:
         # and is retried as one batch.
         backoff = self._backoff(max(p.row.attempts + 1 for p, _ in sending))
         jitter = random.uniform(0, 0.25)
+        answered = utcnow()  # one time for all: their retry times are then equal too
         await asyncio.gather(
             *(
                 self._record(
@@ -723,6 +736,7 @@ class Dispatcher:
                     batch_info=info,
                     backoff_s=backoff,
                     jitter_s=jitter,
+                    now=answered,
                 )
                 for p, _ in sending
             )
@@ -754,8 +768,9 @@ class Dispatcher:
         batch_info: dict[str, Any] | None = None,
         backoff_s: float | None = None,
         jitter_s: float | None = None,
+        now: datetime | None = None,
     ) -> None:
-        now = utcnow()
+        now = now or utcnow()
         configuration = go.configuration
         attempt_data: dict[str, Any] = {
             "attempt": number,

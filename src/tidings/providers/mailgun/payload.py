@@ -21,6 +21,7 @@ event of every copy still carries that recipient's own Tidings id.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -220,6 +221,13 @@ def build_batch_request(batch: OutgoingBatch, config: MailgunConfig) -> MailgunR
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _recipient_variables(value: str) -> dict[str, Any]:
+    # Read once per batch, not once per recipient: a batch's record is made for each.
+    parsed: dict[str, Any] = json.loads(value)
+    return parsed
+
+
 def redact_member(
     request: MailgunRequest, recipient: str, secrets: Iterable[str | None] = ()
 ) -> RequestRecord:
@@ -230,7 +238,7 @@ def redact_member(
         if name == "to" and value != recipient:
             continue
         if name == RECIPIENT_VARIABLES:
-            mine = json.loads(value).get(recipient, {})
+            mine = _recipient_variables(value).get(recipient, {})
             value = json.dumps({recipient: mine}, ensure_ascii=False)
         fields.append((name, value))
     return redact(
