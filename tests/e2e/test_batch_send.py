@@ -312,3 +312,18 @@ def test_two_servers_on_postgresql_batch_a_request_and_send_each_once(
         assert copy["subject"] == f"Hello {_name(i)}"
     # Each worker claims a few messages and fills the batch from the same request.
     assert _calls(mailgun_sandbox, None) <= 4
+
+
+def test_the_rate_limit_counts_recipients_not_calls(
+    start_tidings: Callable[..., RunningTidings], mailgun_sandbox: RunningSandbox
+) -> None:
+    server = start_tidings()
+    server.add_provider(mailgun_sandbox, rate_limit={"rate": 5, "period": "second"})
+    addresses = _ten(server)
+    _wait_all(server, 10, {"SENT", "DELIVERED"})
+    _each_once(mailgun_sandbox, addresses)
+    # The bucket holds one second's worth, 5 tokens: the first call carries 5 recipients,
+    # the others wait for theirs.
+    per_call = Counter(copy["id"] for copy in mailgun_sandbox.messages())
+    assert max(per_call.values()) == 5
+    assert sum(per_call.values()) == 10 and len(per_call) >= 2
