@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import structlog
 
@@ -67,6 +67,7 @@ from tidings.workers.supervise import Episode, Supervised, bounded, is_fault
 log = structlog.get_logger("tidings.dispatcher")
 # How long shutdown waits for the database to take back the leases (it may be down).
 SHUTDOWN_DB_S = 5.0
+T = TypeVar("T")
 # Renders, event-log lookups and single sends one request's task runs at once.
 GROUP_CONCURRENCY = 16
 
@@ -594,16 +595,14 @@ class Dispatcher:
                 ends.append(self._end(row, decision))
                 continue
             goes.append((row, decision))
-        await asyncio.gather(*ends)
+        await _all(ends)
         limit = asyncio.Semaphore(GROUP_CONCURRENCY)
 
         async def prepare(row: Any, go: plan.Go) -> Prepared | None:
             async with limit:
                 return await self._prepare(row, go, batch, shaped=go.provider.max_batch > 1)
 
-        prepared = [
-            p for p in await asyncio.gather(*(prepare(r, g) for r, g in goes)) if p is not None
-        ]
+        prepared = [p for p in await _all([prepare(r, g) for r, g in goes]) if p is not None]
         members: dict[str, batching.Member] = {}
         alone: list[Prepared] = []
         for p in prepared:
@@ -622,24 +621,30 @@ class Dispatcher:
                 step=p.go.route.step,
                 config=p.go.config,
             )
-        size = self.settings.mailgun_batch_size
-        if prepared:
-            size = min(size, *(p.impl.max_batch for p in prepared))
-        batches, rest = batching.plan_batches(
-            [p for p in prepared if p.row.id in members], lambda p: members[p.row.id], size
-        )
-        alone.extend(rest)
+        # Planned per provider: each has its own most recipients per call.
+        by_provider: dict[str, list[Prepared]] = {}
+        for p in prepared:
+            if p.row.id in members:
+                by_provider.setdefault(p.impl.key, []).append(p)
+        batches: list[list[Prepared]] = []
+        for candidates in by_provider.values():
+            size = min(self.settings.mailgun_batch_size, candidates[0].impl.max_batch)
+            planned, rest = batching.plan_batches(candidates, lambda p: members[p.row.id], size)
+            batches.extend(planned)
+            alone.extend(rest)
 
         async def single(p: Prepared) -> None:
             async with limit:
                 await self._send_single(p, batch)
 
-        await asyncio.gather(
-            *(single(p) for p in alone),
-            *(
-                self._send_batch(group, [members[p.row.id] for p in group], batch)
-                for group in batches
-            ),
+        await _all(
+            [
+                *(single(p) for p in alone),
+                *(
+                    self._send_batch(group, [members[p.row.id] for p in group], batch)
+                    for group in batches
+                ),
+            ]
         )
 
     async def _send_batch(
@@ -669,7 +674,7 @@ class Dispatcher:
                 held.append(self._hold(p, reservation))
             else:
                 sending.append((p, member))
-        await asyncio.gather(*held)
+        await _all(held)
         if len(sending) < 2:
             for p, _ in sending:
                 await self._send_single(p, batch, reserved=True)
@@ -680,7 +685,7 @@ class Dispatcher:
             )
         except RequestError as exc:
             log.info("sending alone what cannot be one batch", reason=str(exc))
-            await asyncio.gather(*(self._send_single(p, batch, reserved=True) for p, _ in sending))
+            await _all([self._send_single(p, batch, reserved=True) for p, _ in sending])
             return
         secrets = self._secrets(first)
         records = {
@@ -721,8 +726,8 @@ class Dispatcher:
         backoff = self._backoff(max(p.row.attempts + 1 for p, _ in sending))
         jitter = random.uniform(0, 0.25)
         answered = utcnow()  # one time for all: their retry times are then equal too
-        await asyncio.gather(
-            *(
+        await _all(
+            [
                 self._record(
                     p.row,
                     batch,
@@ -739,7 +744,7 @@ class Dispatcher:
                     now=answered,
                 )
                 for p, _ in sending
-            )
+            ]
         )
 
     # -- outcomes -----------------------------------------------------------------------
@@ -1028,6 +1033,16 @@ class Dispatcher:
             await _write_undeliverable(conn, row, now, reason, message, history=history_extra)
 
         await self.rt.db.grouped(write)
+
+
+async def _all(awaitables: Sequence[Awaitable[T]]) -> list[T]:
+    """Every one awaited to its end, then the first failure raised: the messages of a group
+    are given back (on a failure) only when none of them is still being sent."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], results)
 
 
 def _strategy(stored: routing_strategies.StoredStrategy | None) -> dict[str, Any] | None:
