@@ -85,3 +85,10 @@ def test_headers_that_differ_become_placeholders() -> None:
     assert [r.values[slot] for r in batch.recipients] == ["<https://u/a>", "<https://u/b>"]
     assert [r.tidings_id for r in batch.recipients] == ["msg_a@x.test", "msg_b@x.test"]
     assert batch.subject == ("Hi ", "s0", "")
+
+
+def test_a_batch_carries_at_most_so_much_of_its_recipients_values() -> None:
+    members = [_member(f"u{i}@x.test", "N" * 1000) for i in range(10)]
+    batches, alone = plan_batches(members, lambda m: m, size=1000, max_chars=7000)
+    # Each member carries about 3,000 characters (its name three times): two per call.
+    assert [len(b) for b in batches] == [2] * 5 and alone == []

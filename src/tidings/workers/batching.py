@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from tidings.providers.base import BatchRecipient, OutgoingBatch, OutgoingEmail
 from tidings.render.shape import Shape, substitute
 
-__all__ = ["Member", "batch_key", "outgoing_batch", "plan_batches", "units"]
+__all__ = ["MAX_VALUES_CHARS", "Member", "batch_key", "outgoing_batch", "plan_batches", "units"]
 
 T = TypeVar("T")
 
@@ -98,11 +98,32 @@ def batch_key(member: Member) -> str | None:
     return hashlib.sha256(json.dumps(common, default=str, sort_keys=True).encode()).hexdigest()
 
 
+# The most characters of recipients' own values one call carries: Mailgun takes messages
+# of up to 25 MB, and the recipient variables are part of the request.
+MAX_VALUES_CHARS = 10_000_000
+
+
+def _weight(member: Member) -> int:
+    values = member.shape.values if member.shape is not None else {}
+    return (
+        sum(len(k) + len(v) for k, v in values.items())
+        + sum(len(v) for v in member.email.headers.values())
+        + len(member.email.to)
+        + len(member.email.tidings_id)
+        + 64  # the JSON around them
+    )
+
+
 def plan_batches(
-    items: Iterable[T], member_of: Callable[[T], Member], size: int
+    items: Iterable[T],
+    member_of: Callable[[T], Member],
+    size: int,
+    *,
+    max_chars: int = MAX_VALUES_CHARS,
 ) -> tuple[list[list[T]], list[T]]:
     """``items`` as batches of 2 to ``size`` members that share a key (one address at most
-    once per batch, as a provider keys each copy by its address), and the rest, sent alone."""
+    once per batch, as a provider keys each copy by its address; at most ``max_chars`` of
+    their own values), and the rest, sent alone."""
     groups: dict[str, list[T]] = {}
     alone: list[T] = []
     for item in items:
@@ -113,19 +134,25 @@ def plan_batches(
             groups.setdefault(key, []).append(item)
     batches: list[list[T]] = []
     for members in groups.values():
-        chunks: list[tuple[list[T], set[str]]] = []
+        chunks: list[tuple[list[T], set[str], list[int]]] = []
         for item in members:
-            address = member_of(item).email.to.lower()
+            member = member_of(item)
+            address, weight = member.email.to.lower(), _weight(member)
             chunk = next(
-                (c for c in chunks if len(c[0]) < size and address not in c[1]),
+                (
+                    c
+                    for c in chunks
+                    if len(c[0]) < size and address not in c[1] and c[2][0] + weight <= max_chars
+                ),
                 None,
             )
             if chunk is None:
-                chunk = ([], set())
+                chunk = ([], set(), [0])
                 chunks.append(chunk)
             chunk[0].append(item)
             chunk[1].add(address)
-        for chunk_items, _ in chunks:
+            chunk[2][0] += weight
+        for chunk_items, _, _ in chunks:
             if len(chunk_items) > 1:
                 batches.append(chunk_items)
             else:
