@@ -560,6 +560,25 @@ class Provider(ABC):
         the log has none. Raises :class:`ProviderRefused` when there is no log to ask."""
         raise ProviderRefused(f"{self.name} keeps no event log Tidings can search")
 
+    async def find_sent_many(
+        self,
+        config: ProviderConfig,
+        wanted: Mapping[str, str | None],
+        *,
+        begin: datetime,
+    ) -> dict[str, Found]:
+        """:meth:`find_sent` for many attempts at once (an unanswered batch): ``wanted`` maps
+        each Tidings id to its recipient; the answer has the ids found (one missing was not
+        found). A provider whose log can be read by window does it in a few reads."""
+        found: dict[str, Found] = {}
+        for tidings_id, recipient in wanted.items():
+            proof = await self.find_sent(
+                config, tidings_id=tidings_id, recipient=recipient, begin=begin
+            )
+            if proof is not None:
+                found[tidings_id] = proof
+        return found
+
     @classmethod
     def hint_for(
         cls, status: int | None, message: str | None, code: int | None = None

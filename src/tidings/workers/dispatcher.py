@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -39,10 +39,12 @@ from tidings.domain.status import (
 from tidings.ids import new_id
 from tidings.providers import registry
 from tidings.providers.base import (
+    Found,
     OutcomeKind,
     OutgoingEmail,
     Provider,
     ProviderConfig,
+    ProviderError,
     ProviderRefused,
     RequestError,
     SendOutcome,
@@ -355,7 +357,13 @@ class Dispatcher:
             await self._send_single(prepared, batch)
 
     async def _prepare(
-        self, row: Any, go: plan.Go, batch: Batch, *, shaped: bool
+        self,
+        row: Any,
+        go: plan.Go,
+        batch: Batch,
+        *,
+        shaped: bool,
+        proofs: Mapping[str, Found | None] | None = None,
     ) -> Prepared | None:
         """Settle an unanswered attempt, leave out an excluded recipient, render: the message
         ready to send, or None when it was dealt with here. ``shaped``: also find the
@@ -373,7 +381,7 @@ class Dispatcher:
         open_attempt = batch.open_attempts.get(row.id)
         if open_attempt is not None or row.in_doubt:
             try:
-                settled = await self._settle_in_doubt(row, impl, config, open_attempt)
+                settled = await self._settle_in_doubt(row, impl, config, open_attempt, proofs)
             except ProviderRefused as exc:
                 # Asking again would be refused again (the network policy, a moved host, no
                 # log at all): end the message with the reason instead of retrying it for
@@ -597,10 +605,13 @@ class Dispatcher:
             goes.append((row, decision))
         await _all(ends)
         limit = asyncio.Semaphore(GROUP_CONCURRENCY)
+        proofs = await self._look_up_unanswered(goes, batch)
 
         async def prepare(row: Any, go: plan.Go) -> Prepared | None:
             async with limit:
-                return await self._prepare(row, go, batch, shaped=go.provider.max_batch > 1)
+                return await self._prepare(
+                    row, go, batch, shaped=go.provider.max_batch > 1, proofs=proofs
+                )
 
         prepared = [p for p in await _all([prepare(r, g) for r, g in goes]) if p is not None]
         members: dict[str, batching.Member] = {}
@@ -909,23 +920,66 @@ class Dispatcher:
         ceiling = min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    async def _settle_in_doubt(
-        self, row: Any, impl: Provider, config: ProviderConfig, attempt: Any | None
-    ) -> bool:
-        """Look for an unanswered attempt in the provider's event log. True when settled (found,
-        or to be checked again later); False when it is safe to send again."""
+    async def _attempt_started(self, row: Any, attempt: Any | None) -> datetime:
+        """When the unanswered attempt of ``row`` started (its last one)."""
         started: datetime | None = attempt.started_at if attempt is not None else None
         if started is None:
             async with self.rt.db.read() as conn:
                 attempts = await store.attempts_of(conn, row.id)
             started = attempts[-1].started_at if attempts else row.enqueued
         assert started is not None
-        found = await impl.find_sent(
-            config,
-            tidings_id=row.id,
-            recipient=row.recipient_email,
-            begin=started - timedelta(minutes=5),
-        )
+        return started
+
+    async def _look_up_unanswered(
+        self, goes: list[tuple[Any, plan.Go]], batch: Batch
+    ) -> dict[str, Found | None]:
+        """The unanswered attempts of a group (an unanswered batch call), looked up in the
+        provider's log at once per configuration: by Tidings id, what was found (None: not
+        found). Ids absent from the answer are looked up alone, as a single send's are."""
+        doubtful = [(row, go) for row, go in goes if row.id in batch.open_attempts or row.in_doubt]
+        if len(doubtful) < 2:
+            return {}
+        by_config: dict[str, list[tuple[Any, plan.Go]]] = {}
+        for row, go in doubtful:
+            by_config.setdefault(f"{go.configuration.id}|{go.config!r}", []).append((row, go))
+        proofs: dict[str, Found | None] = {}
+        for members in by_config.values():
+            go = members[0][1]
+            starts = [
+                await self._attempt_started(r, batch.open_attempts.get(r.id)) for r, _ in members
+            ]
+            try:
+                found = await self.providers.get(go.configuration.provider).find_sent_many(
+                    go.config,
+                    {row.id: row.recipient_email for row, _ in members},
+                    begin=min(starts) - timedelta(minutes=5),
+                )
+            except ProviderError:
+                continue  # asked one by one, each ending or waiting as a single send does
+            proofs.update({row.id: found.get(row.id) for row, _ in members})
+        return proofs
+
+    async def _settle_in_doubt(
+        self,
+        row: Any,
+        impl: Provider,
+        config: ProviderConfig,
+        attempt: Any | None,
+        proofs: Mapping[str, Found | None] | None = None,
+    ) -> bool:
+        """Look for an unanswered attempt in the provider's event log (or in ``proofs``, when
+        it was looked up with its batch). True when settled (found, or to be checked again
+        later); False when it is safe to send again."""
+        started = await self._attempt_started(row, attempt)
+        if proofs is not None and row.id in proofs:
+            found = proofs[row.id]
+        else:
+            found = await impl.find_sent(
+                config,
+                tidings_id=row.id,
+                recipient=row.recipient_email,
+                begin=started - timedelta(minutes=5),
+            )
         now = utcnow()
         if found is not None:
             async with self.rt.db.write() as conn:

@@ -36,7 +36,7 @@ from tidings.providers.mailgun.connect import connect
 from tidings.providers.mailgun.doctor import describe_route, run_doctor
 from tidings.providers.mailgun.events import parse_event_item
 from tidings.providers.mailgun.hints import HINTS, hint_for
-from tidings.providers.mailgun.lookup import find_sent
+from tidings.providers.mailgun.lookup import find_sent, find_sent_many
 from tidings.providers.mailgun.payload import (
     MAX_BATCH,
     MailgunRequest,
@@ -183,6 +183,15 @@ class MailgunProvider(Provider):
         return await find_sent(
             self.client, _mailgun(config), tidings_id=tidings_id, recipient=recipient, begin=begin
         )
+
+    async def find_sent_many(
+        self,
+        config: ProviderConfig,
+        wanted: Mapping[str, str | None],
+        *,
+        begin: datetime,
+    ) -> dict[str, Found]:
+        return await find_sent_many(self.client, _mailgun(config), wanted, begin=begin)
 
     @classmethod
     def hint_for(
