@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     )
     dispatch_batch: int = Field(default=64, ge=1, le=1000)
     dispatch_concurrency: int = Field(default=32, ge=1, le=512)
+    mailgun_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=1000,
+        description="Recipients of one request sent in one Mailgun call (1: no batching).",
+    )
     dispatch_idle_s: float = Field(default=0.5, gt=0)
     lease_s: float = Field(default=60.0, gt=0)
     send_timeout_s: float = Field(default=30.0, gt=0)

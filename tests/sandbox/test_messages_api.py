@@ -130,6 +130,24 @@ def test_recipient_variables_make_one_personalised_copy_per_address(running: Run
     assert ann["variables"] == {"user-id": "1"}
 
 
+def test_recipient_variables_fill_headers_too(running: Running) -> None:
+    # An assumption about Mailgun (its documentation names the parts and v: variables):
+    # Tidings' batch sends put each recipient's List-Unsubscribe URL in an h: header.
+    variables = {
+        "ann@example.test": {"u": "https://t.example/u/ann"},
+        "bob@example.test": {"u": "https://t.example/u/bob"},
+    }
+    data = basic_message(to=["ann@example.test", "bob@example.test"])
+    data["recipient-variables"] = json.dumps(variables)
+    data["h:List-Unsubscribe"] = "<%recipient.u%>"
+    assert send(running.base, data).status_code == 200
+    headers = {c["recipient"]: c["headers"]["List-Unsubscribe"] for c in messages(running)}
+    assert headers == {
+        "ann@example.test": "<https://t.example/u/ann>",
+        "bob@example.test": "<https://t.example/u/bob>",
+    }
+
+
 def _auth(key: str) -> tuple[str, str]:
     return ("api", key)
 

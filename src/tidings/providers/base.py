@@ -14,6 +14,11 @@ bases. What every provider has:
   kind routing fails over);
 * ``find_sent`` (an unanswered attempt, looked up in the provider's log before anything is
   sent again; a provider without a log says so by raising :class:`ProviderRefused`).
+* batch sending, for providers whose ``max_batch`` is above 1: ``build_batch`` (an
+  :class:`OutgoingBatch`: one shared email with placeholders and each recipient's values ->
+  one request) and ``record_member`` (that request as one recipient's history shows it).
+  ``send`` sends it; its one answer is every recipient's. Every recipient's copy must
+  carry its own Tidings id, so that ``find_sent`` finds each one in the log.
 
 And optional capabilities, each ``None`` when the provider lacks it: ``webhooks`` (verify and
 parse a webhook into delivery events), ``events`` (read the provider's event log by window,
@@ -40,6 +45,7 @@ from tidings.providers.outbound import Outbound
 
 __all__ = [
     "Attachment",
+    "BatchRecipient",
     "ConnectResult",
     "DeliveryEvent",
     "DoctorOptions",
@@ -50,6 +56,7 @@ __all__ = [
     "Found",
     "Hint",
     "OutcomeKind",
+    "OutgoingBatch",
     "OutgoingEmail",
     "Provider",
     "ProviderAPIError",
@@ -63,6 +70,7 @@ __all__ = [
     "RemoteSuppression",
     "RequestError",
     "RequestRecord",
+    "Segments",
     "SendOutcome",
     "SuppressionLists",
     "WebhookActivity",
@@ -141,6 +149,38 @@ class OutgoingEmail:
     track_opens: bool | None = None
     track_clicks: bool | None = None
     provider_body: dict[str, Any] = field(default_factory=dict)
+
+
+# Text with placeholders: literal text and placeholder names, alternating (even positions
+# are literal, odd ones name a value each recipient has): ``("Hello ", "v0", "!")``.
+Segments = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecipient:
+    """One recipient of a batch: its own Tidings message, address and placeholder values."""
+
+    tidings_id: str
+    to: str
+    values: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingBatch:
+    """One email for many recipients, each copy filled with that recipient's values.
+
+    ``email`` holds what every copy shares (sender, tags, files, tracking, the user's
+    override); its ``to``, ``tidings_id``, subject and parts are the first recipient's and
+    are not sent as such: ``subject``, ``html``, ``text`` and ``headers`` are, with their
+    placeholders. Each copy must equal the single send of its recipient's email.
+    """
+
+    email: OutgoingEmail
+    subject: Segments
+    html: Segments | None
+    text: Segments | None
+    headers: dict[str, Segments]
+    recipients: tuple[BatchRecipient, ...]
 
 
 @runtime_checkable
@@ -460,6 +500,8 @@ class Provider(ABC):
     hints: ClassVar[Sequence[Hint]] = ()
     # What this provider's webhooks and polling can report; SMTP: none (ends at SENT).
     has_events: ClassVar[bool] = False
+    # The most recipients one call may carry (``build_batch``); 1: no batch sending.
+    max_batch: ClassVar[int] = 1
 
     webhooks: WebhookReader | None = None
     events: EventFeed | None = None
@@ -490,7 +532,21 @@ class Provider(ABC):
 
     @abstractmethod
     async def send(self, request: Any, config: ProviderConfig) -> SendOutcome:
-        """Send one built request. Never raises for the provider's answers or the network."""
+        """Send one built request (single or batch). Never raises for the provider's answers
+        or the network."""
+
+    def build_batch(self, batch: OutgoingBatch, config: ProviderConfig) -> Any:
+        """One request for every recipient of ``batch`` (at most ``max_batch``); raises
+        :class:`RequestError` when this batch cannot be one request (then each recipient is
+        sent alone)."""
+        raise RequestError(f"{self.name} has no batch sending")
+
+    def record_member(
+        self, request: Any, recipient: str, secrets: Sequence[str | None] = ()
+    ) -> RequestRecord:
+        """A batch request as the history of ``recipient``'s message shows it: only that
+        recipient's address and values, every secret masked."""
+        return self.record(request, secrets)
 
     async def find_sent(
         self,
@@ -503,6 +559,25 @@ class Provider(ABC):
         """The earliest proof that ``tidings_id`` was accepted since ``begin``, or None when
         the log has none. Raises :class:`ProviderRefused` when there is no log to ask."""
         raise ProviderRefused(f"{self.name} keeps no event log Tidings can search")
+
+    async def find_sent_many(
+        self,
+        config: ProviderConfig,
+        wanted: Mapping[str, str | None],
+        *,
+        begin: datetime,
+    ) -> dict[str, Found]:
+        """:meth:`find_sent` for many attempts at once (an unanswered batch): ``wanted`` maps
+        each Tidings id to its recipient; the answer has the ids found (one missing was not
+        found). A provider whose log can be read by window does it in a few reads."""
+        found: dict[str, Found] = {}
+        for tidings_id, recipient in wanted.items():
+            proof = await self.find_sent(
+                config, tidings_id=tidings_id, recipient=recipient, begin=begin
+            )
+            if proof is not None:
+                found[tidings_id] = proof
+        return found
 
     @classmethod
     def hint_for(

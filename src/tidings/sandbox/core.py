@@ -181,6 +181,7 @@ class Sandbox:
             request.amp_html,
         )
         variables = request.variables
+        headers = request.headers
         to = all_to
         if batch is not None:
             values = batch.get(address.address) or batch.get(address.address.lower())
@@ -192,6 +193,10 @@ class Sandbox:
                 html = _personalise(html, values) if html is not None else None
                 amp_html = _personalise(amp_html, values) if amp_html is not None else None
                 variables = {k: _personalise(v, values) for k, v in variables.items()}
+                # Mailgun documents placeholders in the parts and v: variables; that it
+                # fills them in h: headers too (one List-Unsubscribe URL per recipient) is
+                # assumed here, as Tidings' batch sends assume it.
+                headers = {k: _personalise(v, values) for k, v in headers.items()}
         return MessageCopy(
             key=self.store.next_key(),
             message_id=message_id,
@@ -207,7 +212,7 @@ class Sandbox:
             amp_html=amp_html,
             template=request.template,
             tags=request.tags,
-            headers=request.headers,
+            headers=headers,
             variables=variables,
             options=request.options,
             attachments=request.attachments,

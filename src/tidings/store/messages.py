@@ -175,10 +175,14 @@ async def by_request(conn: Conn, request_id: str) -> list[sa.Row[Any]]:
 async def by_provider_message_id(
     conn: Conn, provider_message_id: str, recipient: str | None
 ) -> sa.Row[Any] | None:
+    """The message Mailgun knows as ``provider_message_id`` sent to ``recipient``. A batch
+    send gives one id to many messages: without a recipient (or with one that names two)
+    the event cannot be told apart, and nothing is returned rather than a wrong one."""
     query = sa.select(messages).where(messages.c.provider_message_id == provider_message_id)
     if recipient:
         query = query.where(sa.func.lower(messages.c.recipient_email) == recipient.lower())
-    return (await conn.execute(query.limit(1))).first()
+    found = list(await conn.execute(query.limit(2)))
+    return found[0] if len(found) == 1 else None
 
 
 async def update(conn: Conn, message_id: str, **values: Any) -> None:
@@ -221,15 +225,19 @@ def _unleased(now: datetime) -> sa.ColumnElement[bool]:
     return sa.or_(messages.c.lease_until.is_(None), messages.c.lease_until < now)
 
 
-async def claim_due(conn: Conn, *, owner: str, limit: int, lease_s: float) -> list[str]:
-    """Take up to ``limit`` due messages for ``owner`` until the lease runs out.
+async def claim_due(
+    conn: Conn, *, owner: str, limit: int, lease_s: float, fill_requests: int = 1
+) -> list[str]:
+    """Take up to ``limit`` due messages for ``owner`` until the lease runs out; with
+    ``fill_requests`` above 1, also more due messages of each multi-recipient request among
+    them, up to ``fill_requests`` of a request in all (so that a batch send can be full).
 
     Due: queued, its time has come, and not leased by a live worker (an expired lease is
     a worker that died: its message is taken over, flagged in doubt by the dispatcher if an
     attempt had started)."""
     now = utcnow()
     due = (
-        sa.select(messages.c.id)
+        sa.select(messages.c.id, messages.c.request_id)
         .where(
             messages.c.queued.is_(True),
             messages.c.next_attempt_at <= now,
@@ -240,9 +248,34 @@ async def claim_due(conn: Conn, *, owner: str, limit: int, lease_s: float) -> li
     )
     if conn.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    ids = list((await conn.execute(due)).scalars())
-    if not ids:
+    found = list(await conn.execute(due))
+    if not found:
         return []
+    ids = [row.id for row in found]
+    if fill_requests > 1:
+        # A single send's request id is its message id: only requests of many messages.
+        counts: dict[str, int] = {}
+        for row in found:
+            if row.request_id != row.id:
+                counts[row.request_id] = counts.get(row.request_id, 0) + 1
+        for request_id, count in counts.items():
+            if count >= fill_requests:
+                continue
+            more = (
+                sa.select(messages.c.id)
+                .where(
+                    messages.c.request_id == request_id,
+                    messages.c.queued.is_(True),
+                    messages.c.next_attempt_at <= now,
+                    _unleased(now),
+                    messages.c.id.not_in(ids),
+                )
+                .order_by(messages.c.next_attempt_at)
+                .limit(fill_requests - count)
+            )
+            if conn.dialect.name == "postgresql":
+                more = more.with_for_update(skip_locked=True)
+            ids.extend((await conn.execute(more)).scalars())
     await conn.execute(
         messages.update()
         .where(messages.c.id.in_(ids))

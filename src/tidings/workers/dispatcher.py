@@ -8,6 +8,12 @@ provider is called, and its answer after; an attempt left without an answer (a w
 or the connection broke after the request was written) is *in doubt*, and is looked up in
 the provider's event log by the Tidings id before anything is sent again, so that a
 recipient gets one email, not two.
+
+The claimed messages of one request are handled by one task (:meth:`process_group`): each
+is decided, settled, checked and rendered as it would be alone, and those whose emails
+share a shape (:mod:`tidings.render.shape`, :mod:`tidings.workers.batching`) go out as one
+batch call of the provider. Every one of them keeps its own attempt (committed before the
+call), its own answer and its own in-doubt lookup; nothing above changes for them.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import structlog
 
@@ -32,9 +39,12 @@ from tidings.domain.status import (
 from tidings.ids import new_id
 from tidings.providers import registry
 from tidings.providers.base import (
+    Found,
     OutcomeKind,
+    OutgoingEmail,
     Provider,
     ProviderConfig,
+    ProviderError,
     ProviderRefused,
     RequestError,
     SendOutcome,
@@ -44,6 +54,7 @@ from tidings.render.email import RenderedEmail
 from tidings.render.errors import RenderError
 from tidings.render.message import render_facts
 from tidings.render.pool import RenderFailure
+from tidings.render.shape import Shape, render_with_shape
 from tidings.runtime import Runtime
 from tidings.store import facts as facts_codec
 from tidings.store import messages as store
@@ -51,13 +62,16 @@ from tidings.store import profiles, providers, routing_strategies, suppressions
 from tidings.store.clock import utcnow
 from tidings.store.database import LISTEN_CHECK_S, Conn
 from tidings.store.status_feed import set_facts
-from tidings.workers import compose, consent, plan
-from tidings.workers.ratelimit import limiter_for
+from tidings.workers import batching, compose, consent, plan
+from tidings.workers.ratelimit import Reservation, limiter_for
 from tidings.workers.supervise import Episode, Supervised, bounded, is_fault
 
 log = structlog.get_logger("tidings.dispatcher")
 # How long shutdown waits for the database to take back the leases (it may be down).
 SHUTDOWN_DB_S = 5.0
+T = TypeVar("T")
+# Renders, event-log lookups and single sends one request's task runs at once.
+GROUP_CONCURRENCY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +86,22 @@ class Batch:
     tags: dict[str, list[str]]
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A message ready to be sent: decided, checked, rendered (``shape``: how it may share a
+    batch call, when it was asked for and found), with what to write with its attempt."""
+
+    row: Any
+    go: plan.Go
+    impl: Provider
+    rendered: RenderedEmail
+    shape: Shape | None
+    pending: list[tuple[str, dict[str, Any]]]
+    updates: dict[str, Any]
+    # Headers the recipient's subscription topic adds (List-Unsubscribe), maybe none.
+    headers: dict[str, str]
+
+
 class Dispatcher:
     def __init__(self, rt: Runtime, providers: Providers) -> None:
         self.rt = rt
@@ -82,6 +112,13 @@ class Dispatcher:
         self._inflight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.settings.dispatch_concurrency)
         self._free = self.settings.dispatch_concurrency  # our own count of free slots
+        # Messages this worker's tasks are working on. A lease that ran out while a large
+        # batch was still being prepared could be claimed again by this same worker (the
+        # same owner): such a message is never started twice.
+        self._busy: set[str] = set()
+        # At most this many claimed messages at once, so that batches are sent well within
+        # their lease: two full batches.
+        self._budget = max(2 * self.settings.mailgun_batch_size, self.settings.dispatch_batch)
         # Messages a fault left leased to this worker, given back once the database answers.
         self._unreleased: set[str] = set()
         self._send_faults = Episode(
@@ -125,19 +162,31 @@ class Dispatcher:
         """One turn: give back what a fault left leased, claim, start the sends, or idle."""
         if self._unreleased:
             await self._release(set(self._unreleased))
-        claimed = await self._claim()
+        claimed = [i for i in await self._claim() if i not in self._busy]
         if claimed:
+            self._busy.update(claimed)
             try:
                 batch = await self._load(claimed)
             except Exception:
                 # Claimed but not started: give them back now rather than when the lease
                 # runs out (or, with the database gone, as soon as it answers again).
                 self._unreleased.update(claimed)
+                self._busy.difference_update(claimed)
                 raise
-            for message_id in claimed:
+            # The messages of one request go to one task, which sends those that share a
+            # shape as batch calls (see workers/batching.py); every other message alone.
+            rows = batch.rows
+            for unit in batching.units(
+                claimed,
+                lambda i: rows[i].request_id if i in rows else None,
+                self.settings.mailgun_batch_size,
+            ):
                 await self._slots.acquire()
                 self._free -= 1
-                task = asyncio.create_task(self._guarded(message_id, batch))
+                if len(unit) == 1:
+                    task = asyncio.create_task(self._guarded(unit[0], batch))
+                else:
+                    task = asyncio.create_task(self._guarded_group(unit, batch))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
             return
@@ -171,15 +220,18 @@ class Dispatcher:
 
     async def _claim(self) -> list[str]:
         free = self._free  # claim no more than there are free slots to work on
-        if free <= 0:
+        room = self._budget - len(self._busy)
+        if free <= 0 or room <= 0:
             await asyncio.sleep(0.005)
             return []
         async with self.rt.db.write() as conn:
             return await store.claim_due(
                 conn,
                 owner=self.owner,
-                limit=min(free, self.settings.dispatch_batch),
+                limit=min(free, self.settings.dispatch_batch, room),
                 lease_s=self.settings.lease_s,
+                # Enough of a request's messages to fill a batch call (within the budget).
+                fill_requests=min(self.settings.mailgun_batch_size, room),
             )
 
     async def _idle(self, stop: asyncio.Event) -> None:
@@ -234,6 +286,27 @@ class Dispatcher:
         else:
             self._send_faults.ok()
         finally:
+            self._busy.discard(message_id)
+            self._free += 1
+            self._slots.release()
+
+    async def _guarded_group(self, message_ids: list[str], batch: Batch) -> None:
+        try:
+            await self.process_group(message_ids, batch)
+        except Exception as exc:
+            if is_fault(exc):
+                self._send_faults.failed(exc)
+            else:
+                log.exception("dispatch failed; retrying later", message_ids=len(message_ids))
+            try:
+                # Only those still leased to this worker: the ones already done are not.
+                await self._release(set(message_ids))
+            except Exception:
+                self._unreleased.update(message_ids)
+        else:
+            self._send_faults.ok()
+        finally:
+            self._busy.difference_update(message_ids)
             self._free += 1
             self._slots.release()
 
@@ -281,10 +354,25 @@ class Dispatcher:
         await self._go(row, batch, decision)
 
     async def _go(self, row: Any, batch: Batch, go: plan.Go) -> None:
-        message_id = row.id
+        prepared = await self._prepare(row, go, batch, shaped=False)
+        if prepared is not None:
+            await self._send_single(prepared, batch)
+
+    async def _prepare(
+        self,
+        row: Any,
+        go: plan.Go,
+        batch: Batch,
+        *,
+        shaped: bool,
+        proofs: Mapping[str, Found | None] | None = None,
+    ) -> Prepared | None:
+        """Settle an unanswered attempt, leave out an excluded recipient, render: the message
+        ready to send, or None when it was dealt with here. ``shaped``: also find the
+        rendering's shape (render/shape.py), for a batch send."""
         payload: dict[str, Any] = row.payload
         impl = self.providers.get(go.configuration.provider)
-        configuration, config = go.configuration, go.config
+        config = go.config
         # History learned on the way and columns to set, written with this message's next
         # write.
         pending = list(go.history)
@@ -292,10 +380,10 @@ class Dispatcher:
         if go.route_changed:
             updates.update(route=go.route.as_json(), route_step=go.route.step)
 
-        open_attempt = batch.open_attempts.get(message_id)
+        open_attempt = batch.open_attempts.get(row.id)
         if open_attempt is not None or row.in_doubt:
             try:
-                settled = await self._settle_in_doubt(row, impl, config, open_attempt)
+                settled = await self._settle_in_doubt(row, impl, config, open_attempt, proofs)
             except ProviderRefused as exc:
                 # Asking again would be refused again (the network policy, a moved host, no
                 # log at all): end the message with the reason instead of retrying it for
@@ -309,105 +397,164 @@ class Dispatcher:
                     pending=pending,
                     updates=updates,
                 )
-                return
+                return None
             if settled:
-                return
+                return None
 
-        suppressed = await self._suppressed(go.email)
+        allowed = await self._excluded(row, go.email, impl, pending, updates)
+        if allowed is None:
+            return None
+
+        shape: Shape | None = None
+        stored = RenderedEmail(**row.rendered) if row.rendered else None
+        if stored is not None and not shaped:
+            rendered = stored
+        else:
+            try:
+                # In a worker process with a time and a memory budget (render/pool.py): a
+                # runaway template fails its own message, and its worker is replaced.
+                resolved = compose.Resolved(email=go.email, profile=go.profile)
+                if shaped:
+                    try:
+                        rendered, wire = await self.rt.render_pool.run(
+                            render_with_shape, payload, go.profile
+                        )
+                        shape = Shape.from_wire(wire) if wire is not None else None
+                    except RenderFailure:
+                        # Two renders in one budget may overrun where one does not: the
+                        # message is judged by the render a single send makes.
+                        rendered = await self.rt.render_pool.run(compose.render, payload, resolved)
+                else:
+                    rendered = await self.rt.render_pool.run(compose.render, payload, resolved)
+            except (RenderError, ValidationError, RenderFailure) as exc:
+                if stored is None:
+                    await self._fail(
+                        row,
+                        Reason.FAILED,
+                        f"rendering failed: {exc}",
+                        pending=pending,
+                        updates=updates,
+                    )
+                    return None
+                rendered, shape = stored, None  # rendered before: send that, alone
+            if stored is not None:
+                if rendered != stored:
+                    # What the first attempt rendered is what is sent.
+                    rendered, shape = stored, None
+            else:
+                updates["rendered"] = rendered.as_dict()
+                pending.append(
+                    (
+                        HistoryType.RENDERED.value,
+                        {
+                            "subject": rendered.subject,
+                            "html_bytes": len(rendered.html or ""),
+                            "text_bytes": len(rendered.text or ""),
+                            **render_facts(payload, rendered),
+                        },
+                    )
+                )
+        return Prepared(row, go, impl, rendered, shape, pending, updates, allowed.headers)
+
+    async def _excluded(
+        self,
+        row: Any,
+        address: str,
+        impl: Provider,
+        pending: list[tuple[str, dict[str, Any]]],
+        updates: dict[str, Any],
+    ) -> consent.Consent | None:
+        """The one place a recipient is left out before the provider is called (single and
+        batch sends alike): None when ``row`` was ended here, with why (suppressed, or
+        opted out of its subscription topic); else what its topic adds to the email."""
+        suppressed = await self._suppressed(address)
         if suppressed is not None:
             # About the recipient, not the provider: never failed over.
             reason = Reason.UNSUBSCRIBED if suppressed.reason != "bounce" else Reason.BOUNCED
             await self._fail(
                 row,
                 reason,
-                f"{go.email} is on the suppression list ({suppressed.reason}"
+                f"{address} is on the suppression list ({suppressed.reason}"
                 f"{', code ' + str(suppressed.code) if suppressed.code else ''}); "
                 f"{impl.name} was not called. Remove it with DELETE /suppressions/{{address}}.",
                 history_extra={"suppression": suppressed.as_dict()},
                 pending=pending,
                 updates=updates,
             )
-            return
+            return None
         # The recipient's subscription preferences (workers/consent.py): None = filtered.
-        consented = await consent.check(self.rt, row, go.email, pending, updates)
-        if consented is None:
-            return
+        return await consent.check(self.rt, row, address, pending, updates)
 
-        if row.rendered:
-            rendered = RenderedEmail(**row.rendered)
-        else:
-            resolved = compose.Resolved(email=go.email, profile=go.profile)
-            try:
-                # In a worker process with a time and a memory budget (render/pool.py): a
-                # runaway template fails its own message, and its worker is replaced.
-                rendered = await self.rt.render_pool.run(compose.render, payload, resolved)
-            except (RenderError, ValidationError, RenderFailure) as exc:
-                await self._fail(
-                    row,
-                    Reason.FAILED,
-                    f"rendering failed: {exc}",
-                    pending=pending,
-                    updates=updates,
-                )
-                return
-            updates["rendered"] = rendered.as_dict()
+    async def _hold(self, p: Prepared, reserved: Reservation) -> None:
+        """Over the configuration's rate, or the provider asked every sender of it to wait:
+        back in the queue for then, no attempt spent."""
+        configuration = p.go.configuration
+        pending, updates = list(p.pending), dict(p.updates)
+        if reserved.paused_until is not None:
+            until = reserved.paused_until.isoformat()
             pending.append(
                 (
-                    HistoryType.RENDERED.value,
+                    "THROTTLED",
                     {
-                        "subject": rendered.subject,
-                        "html_bytes": len(rendered.html or ""),
-                        "text_bytes": len(rendered.text or ""),
-                        **render_facts(payload, rendered),
+                        "note": f"paused: {p.impl.name} asked to wait until {until}",
+                        "paused_until": until,
+                        "integration": _integration(configuration),
+                        "worker": self.owner,
                     },
                 )
             )
-
-        reserved = await self.limiter.reserve(
-            configuration.id, configuration.settings.get("rate_limit")
+        updates.update(
+            next_attempt_at=utcnow() + timedelta(seconds=reserved.wait_s),
+            lease_owner=None,
+            lease_until=None,
         )
-        if reserved.wait_s > 0:
-            # Over the configuration's rate, or the provider asked every sender of it to
-            # wait: back in the queue for then, no attempt spent.
-            if reserved.paused_until is not None:
-                until = reserved.paused_until.isoformat()
-                pending.append(
-                    (
-                        "THROTTLED",
-                        {
-                            "note": f"paused: {impl.name} asked to wait until {until}",
-                            "paused_until": until,
-                            "integration": _integration(configuration),
-                            "worker": self.owner,
-                        },
-                    )
-                )
-            updates.update(
-                next_attempt_at=utcnow() + timedelta(seconds=reserved.wait_s),
-                lease_owner=None,
-                lease_until=None,
+
+        async def requeue(conn: Conn) -> None:
+            await _write_pending(conn, p.row.id, pending)
+            await store.update(conn, p.row.id, **updates)
+
+        await self.rt.db.grouped(requeue)
+
+    def _secrets(self, p: Prepared) -> tuple[str | None, ...]:
+        # Every key this send could reveal is masked, should a user have pasted one into a
+        # field: the message's own (override) key and the configuration's stored ones.
+        return (
+            *p.go.config.secrets(),
+            *(
+                p.go.configuration.settings.get(name)
+                for name in p.impl.settings_model.SECRET_FIELDS
+            ),
+        )
+
+    def _outgoing(self, p: Prepared, batch: Batch) -> OutgoingEmail:
+        """The message's email as a single send carries it; raises ComposeError."""
+        resolved = compose.Resolved(email=p.go.email, profile=p.go.profile)
+        return compose.outgoing(
+            p.row.id,
+            p.row.payload,
+            resolved,
+            p.rendered,
+            p.go.config,
+            batch.tags.get(p.row.id, []),
+            provider_key=p.impl.key,
+            extra_headers=p.headers,
+        )
+
+    async def _send_single(self, p: Prepared, batch: Batch, *, reserved: bool = False) -> None:
+        """One provider call for one message (``reserved``: its rate token is taken)."""
+        row, go, impl = p.row, p.go, p.impl
+        message_id = row.id
+        configuration, config = go.configuration, go.config
+        pending, updates = p.pending, p.updates
+        if not reserved:
+            reservation = await self.limiter.reserve(
+                configuration.id, configuration.settings.get("rate_limit")
             )
-
-            async def requeue(conn: Conn) -> None:
-                await _write_pending(conn, message_id, pending)
-                await store.update(conn, message_id, **updates)
-
-            await self.rt.db.grouped(requeue)
-            return
-
-        tags = batch.tags.get(message_id, [])
-        resolved = compose.Resolved(email=go.email, profile=go.profile)
+            if reservation.wait_s > 0:
+                await self._hold(p, reservation)
+                return
         try:
-            email = compose.outgoing(
-                message_id,
-                payload,
-                resolved,
-                rendered,
-                config,
-                tags,
-                provider_key=impl.key,
-                extra_headers=consented.headers,
-            )
+            email = self._outgoing(p, batch)
             request = impl.build(email, config)
         except compose.ComposeError as exc:
             await self._fail(row, Reason.FAILED, str(exc), pending=pending, updates=updates)
@@ -416,13 +563,7 @@ class Dispatcher:
             await self._fail(row, Reason.PROVIDER_ERROR, str(exc), pending=pending, updates=updates)
             return
         number = row.attempts + 1
-        # Every key this send could reveal is masked, should a user have pasted one into a
-        # field: the message's own (override) key and the configuration's stored ones.
-        secrets = (
-            *config.secrets(),
-            *(configuration.settings.get(name) for name in impl.settings_model.SECRET_FIELDS),
-        )
-        request_record = impl.record(request, secrets).as_dict()
+        request_record = impl.record(request, self._secrets(p)).as_dict()
 
         async def begin(conn: Conn) -> int:
             """Render results and the attempt, committed before the provider is called."""
@@ -444,7 +585,184 @@ class Dispatcher:
         outcome = await impl.send(request, config)
         self.rt.metrics.attempts.labels(outcome.kind.value).inc()
         self.rt.metrics.attempt_seconds.observe(outcome.duration_ms / 1000)
-        await self._record(row, batch, go, impl, attempt_id, number, outcome, request_record)
+        paused_until = await self._pause_for(outcome, configuration)
+        await self._record(
+            row, batch, go, impl, attempt_id, number, outcome, request_record, paused_until
+        )
+
+    # -- many messages ------------------------------------------------------------------
+
+    async def process_group(self, message_ids: list[str], batch: Batch) -> None:
+        """The claimed messages of one request: each decided and prepared as alone, then
+        those that share a shape and a route sent as batch calls, the rest alone."""
+        goes: list[tuple[Any, plan.Go]] = []
+        ends: list[Awaitable[None]] = []
+        for message_id in message_ids:
+            situation = self.situation(message_id, batch)
+            if situation is None:
+                continue
+            row = batch.rows[message_id]
+            decision = plan.plan_message(situation)
+            if isinstance(decision, plan.Skip):
+                continue
+            if isinstance(decision, plan.End):
+                ends.append(self._end(row, decision))
+                continue
+            goes.append((row, decision))
+        await _all(ends)
+        limit = asyncio.Semaphore(GROUP_CONCURRENCY)
+        proofs = await self._look_up_unanswered(goes, batch)
+
+        async def prepare(row: Any, go: plan.Go) -> Prepared | None:
+            async with limit:
+                return await self._prepare(
+                    row, go, batch, shaped=go.provider.max_batch > 1, proofs=proofs
+                )
+
+        prepared = [p for p in await _all([prepare(r, g) for r, g in goes]) if p is not None]
+        members: dict[str, batching.Member] = {}
+        alone: list[Prepared] = []
+        for p in prepared:
+            if p.shape is None or p.impl.max_batch <= 1:
+                alone.append(p)
+                continue
+            try:
+                email = self._outgoing(p, batch)
+            except compose.ComposeError:
+                alone.append(p)  # the single send ends it with the reason
+                continue
+            members[p.row.id] = batching.Member(
+                email=email,
+                shape=p.shape,
+                configuration_id=p.go.configuration.id,
+                step=p.go.route.step,
+                config=p.go.config,
+            )
+        # Planned per provider: each has its own most recipients per call.
+        by_provider: dict[str, list[Prepared]] = {}
+        for p in prepared:
+            if p.row.id in members:
+                by_provider.setdefault(p.impl.key, []).append(p)
+        batches: list[list[Prepared]] = []
+        for candidates in by_provider.values():
+            size = min(self.settings.mailgun_batch_size, candidates[0].impl.max_batch)
+            planned, rest = batching.plan_batches(candidates, lambda p: members[p.row.id], size)
+            batches.extend(planned)
+            alone.extend(rest)
+
+        async def single(p: Prepared) -> None:
+            async with limit:
+                await self._send_single(p, batch)
+
+        await _all(
+            [
+                *(single(p) for p in alone),
+                *(
+                    self._send_batch(group, [members[p.row.id] for p in group], batch)
+                    for group in batches
+                ),
+            ]
+        )
+
+    async def _send_batch(
+        self, group: list[Prepared], group_members: list[batching.Member], batch: Batch
+    ) -> None:
+        """One provider call for every message of ``group`` (they share a batch key): rate
+        tokens one per recipient, every attempt committed before the call, its one answer
+        recorded for each message."""
+        first = group[0]
+        impl, configuration, config = first.impl, first.go.configuration, first.go.config
+        # The provider counts recipients, not calls: so does the rate limit.
+        reservations = await asyncio.gather(
+            *(
+                self.limiter.reserve(configuration.id, configuration.settings.get("rate_limit"))
+                for _ in group
+            )
+        )
+        if all(r.paused_until is not None for r in reservations):
+            # The provider asked every sender to wait: the batch waits as one, and comes
+            # back together.
+            longest = max(reservations, key=lambda r: r.wait_s)
+            reservations = [longest] * len(reservations)
+        sending: list[tuple[Prepared, batching.Member]] = []
+        held: list[Awaitable[None]] = []
+        for p, member, reservation in zip(group, group_members, reservations, strict=True):
+            if reservation.wait_s > 0:
+                held.append(self._hold(p, reservation))
+            else:
+                sending.append((p, member))
+        await _all(held)
+        if len(sending) < 2:
+            for p, _ in sending:
+                await self._send_single(p, batch, reserved=True)
+            return
+        try:
+            request = impl.build_batch(
+                batching.outgoing_batch([member for _, member in sending]), config
+            )
+        except RequestError as exc:
+            log.info("sending alone what cannot be one batch", reason=str(exc))
+            await _all([self._send_single(p, batch, reserved=True) for p, _ in sending])
+            return
+        secrets = self._secrets(first)
+        records = {
+            p.row.id: impl.record_member(request, member.email.to, secrets).as_dict()
+            for p, member in sending
+        }
+        lease_until = utcnow() + timedelta(seconds=self.settings.lease_s)
+
+        async def begin(conn: Conn) -> dict[str, int]:
+            """Every message's render results and attempt, committed before the call."""
+            ids: dict[str, int] = {}
+            for p, _ in sending:
+                message_id = p.row.id
+                await _write_pending(conn, message_id, p.pending)
+                ids[message_id] = await store.start_attempt(
+                    conn, message_id, p.row.attempts + 1, config.target, records[message_id]
+                )
+                await store.update(
+                    conn,
+                    message_id,
+                    attempts=p.row.attempts + 1,
+                    provider_id=configuration.id,
+                    provider_domain=config.domain,
+                    # Rendering a large batch took time: the lease covers the call again.
+                    lease_until=lease_until,
+                    **p.updates,
+                )
+            return ids
+
+        attempt_ids = await self.rt.db.grouped(begin)
+        outcome = await impl.send(request, config)
+        self.rt.metrics.attempts.labels(outcome.kind.value).inc(len(sending))
+        self.rt.metrics.attempt_seconds.observe(outcome.duration_ms / 1000)
+        paused_until = await self._pause_for(outcome, configuration)
+        info = {"size": len(sending)}
+        # One backoff (and one jitter) for the whole batch, so that it comes back together
+        # and is retried as one batch.
+        backoff = self._backoff(max(p.row.attempts + 1 for p, _ in sending))
+        jitter = random.uniform(0, 0.25)
+        answered = utcnow()  # one time for all: their retry times are then equal too
+        await _all(
+            [
+                self._record(
+                    p.row,
+                    batch,
+                    p.go,
+                    impl,
+                    attempt_ids[p.row.id],
+                    p.row.attempts + 1,
+                    outcome,
+                    records[p.row.id],
+                    paused_until,
+                    batch_info=info,
+                    backoff_s=backoff,
+                    jitter_s=jitter,
+                    now=answered,
+                )
+                for p, _ in sending
+            ]
+        )
 
     # -- outcomes -----------------------------------------------------------------------
 
@@ -467,8 +785,14 @@ class Dispatcher:
         number: int,
         outcome: SendOutcome,
         request_record: dict[str, Any],
+        paused_until: datetime | None,
+        *,
+        batch_info: dict[str, Any] | None = None,
+        backoff_s: float | None = None,
+        jitter_s: float | None = None,
+        now: datetime | None = None,
     ) -> None:
-        now = utcnow()
+        now = now or utcnow()
         configuration = go.configuration
         attempt_data: dict[str, Any] = {
             "attempt": number,
@@ -479,17 +803,9 @@ class Dispatcher:
             "response": {"status": outcome.status_code, "body": outcome.response_body},
             "duration_ms": round(outcome.duration_ms, 1),
         }
-
-        paused_until: datetime | None = None
-        if outcome.kind is OutcomeKind.THROTTLED and outcome.retry_at is not None:
-            # Before this message is recorded, so that other workers stop at once; if the
-            # pause cannot be stored, this message still waits and its answer is kept.
-            try:
-                paused_until = await self.limiter.pause(configuration.id, outcome.retry_at)
-            except Exception as exc:
-                log.warning(
-                    "could not store the provider's pause", integration=configuration.id, error=exc
-                )
+        if batch_info is not None:
+            # One call for many messages: its answer is this message's too.
+            attempt_data["batch"] = batch_info
         step = plan.next_step(go.route, batch.configurations)
         decision = plan.plan_outcome(
             outcome,
@@ -500,10 +816,10 @@ class Dispatcher:
             route=go.route,
             next_step=step,
             provider_timeout_s=self._provider_timeout_s(row.payload, impl.key),
-            backoff_s=self._backoff(number),
+            backoff_s=backoff_s if backoff_s is not None else self._backoff(number),
             in_doubt_lag_s=self.settings.in_doubt_lag_s,
             paused_until=paused_until,
-            jitter_s=random.uniform(0, 0.25),
+            jitter_s=jitter_s if jitter_s is not None else random.uniform(0, 0.25),
         )
 
         async def write(conn: Conn) -> None:
@@ -590,28 +906,86 @@ class Dispatcher:
         if isinstance(decision, plan.FailOver):
             self.rt.wake()  # the next provider's turn is now
 
+    async def _pause_for(
+        self, outcome: SendOutcome, configuration: plan.Configuration
+    ) -> datetime | None:
+        """The pause in force after a 420/429 that named a time (stored first, so that other
+        workers stop at once; if it cannot be stored, this send still waits)."""
+        if outcome.kind is not OutcomeKind.THROTTLED or outcome.retry_at is None:
+            return None
+        try:
+            return await self.limiter.pause(configuration.id, outcome.retry_at)
+        except Exception as exc:
+            log.warning(
+                "could not store the provider's pause", integration=configuration.id, error=exc
+            )
+            return None
+
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter, capped."""
         ceiling = min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    async def _settle_in_doubt(
-        self, row: Any, impl: Provider, config: ProviderConfig, attempt: Any | None
-    ) -> bool:
-        """Look for an unanswered attempt in the provider's event log. True when settled (found,
-        or to be checked again later); False when it is safe to send again."""
+    async def _attempt_started(self, row: Any, attempt: Any | None) -> datetime:
+        """When the unanswered attempt of ``row`` started (its last one)."""
         started: datetime | None = attempt.started_at if attempt is not None else None
         if started is None:
             async with self.rt.db.read() as conn:
                 attempts = await store.attempts_of(conn, row.id)
             started = attempts[-1].started_at if attempts else row.enqueued
         assert started is not None
-        found = await impl.find_sent(
-            config,
-            tidings_id=row.id,
-            recipient=row.recipient_email,
-            begin=started - timedelta(minutes=5),
-        )
+        return started
+
+    async def _look_up_unanswered(
+        self, goes: list[tuple[Any, plan.Go]], batch: Batch
+    ) -> dict[str, Found | None]:
+        """The unanswered attempts of a group (an unanswered batch call), looked up in the
+        provider's log at once per configuration: by Tidings id, what was found (None: not
+        found). Ids absent from the answer are looked up alone, as a single send's are."""
+        doubtful = [(row, go) for row, go in goes if row.id in batch.open_attempts or row.in_doubt]
+        if len(doubtful) < 2:
+            return {}
+        by_config: dict[str, list[tuple[Any, plan.Go]]] = {}
+        for row, go in doubtful:
+            by_config.setdefault(f"{go.configuration.id}|{go.config!r}", []).append((row, go))
+        proofs: dict[str, Found | None] = {}
+        for members in by_config.values():
+            go = members[0][1]
+            starts = [
+                await self._attempt_started(r, batch.open_attempts.get(r.id)) for r, _ in members
+            ]
+            try:
+                found = await self.providers.get(go.configuration.provider).find_sent_many(
+                    go.config,
+                    {row.id: row.recipient_email for row, _ in members},
+                    begin=min(starts) - timedelta(minutes=5),
+                )
+            except ProviderError:
+                continue  # asked one by one, each ending or waiting as a single send does
+            proofs.update({row.id: found.get(row.id) for row, _ in members})
+        return proofs
+
+    async def _settle_in_doubt(
+        self,
+        row: Any,
+        impl: Provider,
+        config: ProviderConfig,
+        attempt: Any | None,
+        proofs: Mapping[str, Found | None] | None = None,
+    ) -> bool:
+        """Look for an unanswered attempt in the provider's event log (or in ``proofs``, when
+        it was looked up with its batch). True when settled (found, or to be checked again
+        later); False when it is safe to send again."""
+        started = await self._attempt_started(row, attempt)
+        if proofs is not None and row.id in proofs:
+            found = proofs[row.id]
+        else:
+            found = await impl.find_sent(
+                config,
+                tidings_id=row.id,
+                recipient=row.recipient_email,
+                begin=started - timedelta(minutes=5),
+            )
         now = utcnow()
         if found is not None:
             async with self.rt.db.write() as conn:
@@ -719,6 +1093,16 @@ class Dispatcher:
             await _write_undeliverable(conn, row, now, reason, message, history=history_extra)
 
         await self.rt.db.grouped(write)
+
+
+async def _all(awaitables: Sequence[Awaitable[T]]) -> list[T]:
+    """Every one awaited to its end, then the first failure raised: the messages of a group
+    are given back (on a failure) only when none of them is still being sent."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], results)
 
 
 def _strategy(stored: routing_strategies.StoredStrategy | None) -> dict[str, Any] | None:

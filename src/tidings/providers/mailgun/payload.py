@@ -9,33 +9,51 @@ stood. Values convert as a person would expect from JSON: a list repeats the key
 ``false`` become ``yes``/``no``, an object is sent as JSON text, ``null`` removes the key.
 One exception: ``v:tidings-id`` always carries the Tidings message id — it is how an
 in-doubt send is found again in Mailgun's event log — so an override of it is ignored.
+
+A batch (:class:`OutgoingBatch`, :func:`build_batch_request`) is one call for up to 1,000
+recipients: every address in ``to``, the parts with ``%recipient.NAME%`` placeholders, and
+``recipient-variables`` with each recipient's values — given that, Mailgun sends one copy
+per recipient, each showing only its own address in To, and fills the placeholders of the
+subject, the parts, ``v:`` variables and (an assumption about Mailgun, made by the
+sandbox too) ``h:`` headers. ``v:tidings-id`` is ``%recipient.tidings_id%``, so every
+event of every copy still carries that recipient's own Tidings id.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tidings.providers.base import Attachment, OutgoingEmail, RequestRecord
+from tidings.providers.base import Attachment, OutgoingBatch, OutgoingEmail, RequestRecord
 from tidings.providers.mailgun.errors import PayloadError
 from tidings.providers.mailgun.settings import MailgunConfig
 
 __all__ = [
+    "MAX_BATCH",
     "MAX_TAGS",
     "TIDINGS_ID_VARIABLE",
     "MailgunRequest",
+    "build_batch_request",
     "build_request",
     "form_value",
     "messages_url",
     "redact",
+    "redact_member",
 ]
 
 MAX_TAGS = 3
+MAX_BATCH = 1000  # recipients per call: Mailgun's limit for batch sending
+RECIPIENT_VARIABLES = "recipient-variables"
+# Override keys that would change who a batch goes to: such a message is sent alone.
+_RECIPIENT_FIELDS = frozenset({"to", "cc", "bcc", RECIPIENT_VARIABLES})
 TIDINGS_ID_VARIABLE = "tidings-id"
 _TIDINGS_ID_FIELD = f"v:{TIDINGS_ID_VARIABLE}"
+# The recipient variable that carries each copy's Tidings id in a batch.
+TIDINGS_ID_BATCH = "tidings_id"
 _FILE_FIELDS = frozenset({"attachment", "inline"})
 REDACTED = "[redacted]"
 
@@ -151,6 +169,81 @@ def build_request(email: OutgoingEmail, config: MailgunConfig) -> MailgunRequest
     files = [("inline" if att.inline else "attachment", att) for att in email.attachments]
     return MailgunRequest(
         url=messages_url(config), region=config.region, fields=fields, files=files
+    )
+
+
+def _placeholders(segments: tuple[str, ...]) -> str:
+    return "".join(f"%recipient.{part}%" if i % 2 else part for i, part in enumerate(segments))
+
+
+def build_batch_request(batch: OutgoingBatch, config: MailgunConfig) -> MailgunRequest:
+    """One Messages API call for every recipient of ``batch``; raises :class:`PayloadError`
+    when it cannot be one (copies to cc/bcc, an override naming recipients, more than
+    :data:`MAX_BATCH` recipients, an address twice)."""
+    email = batch.email
+    if email.cc or email.bcc:
+        raise PayloadError("a batch cannot carry cc or bcc: each copy would be sent to them")
+    named = sorted(_RECIPIENT_FIELDS & set(email.provider_body))
+    if named:
+        raise PayloadError(f"providers.mailgun.override.body names recipients ({', '.join(named)})")
+    if not 0 < len(batch.recipients) <= MAX_BATCH:
+        raise PayloadError(f"a batch has 1 to {MAX_BATCH} recipients, not {len(batch.recipients)}")
+    variables: dict[str, dict[str, str]] = {}
+    for recipient in batch.recipients:
+        if recipient.to in variables or recipient.to.lower() in variables:
+            raise PayloadError(f"{recipient.to} is twice in one batch")
+        variables[recipient.to] = {TIDINGS_ID_BATCH: recipient.tidings_id, **recipient.values}
+    shared = OutgoingEmail(
+        tidings_id=f"%recipient.{TIDINGS_ID_BATCH}%",
+        from_address=email.from_address,
+        to=email.to,
+        subject=_placeholders(batch.subject),
+        html=_placeholders(batch.html) if batch.html is not None else None,
+        text=_placeholders(batch.text) if batch.text is not None else None,
+        reply_to=email.reply_to,
+        tags=email.tags,
+        headers={name: _placeholders(value) for name, value in batch.headers.items()},
+        variables=email.variables,
+        attachments=email.attachments,
+        track_opens=email.track_opens,
+        track_clicks=email.track_clicks,
+        provider_body=email.provider_body,
+    )
+    computed = _computed_fields(shared, config)
+    at = next(i for i, (name, _) in enumerate(computed) if name == "to")
+    computed[at : at + 1] = [("to", recipient.to) for recipient in batch.recipients]
+    computed.append((RECIPIENT_VARIABLES, json.dumps(variables, ensure_ascii=False)))
+    fields = _merge_override(computed, email.provider_body)
+    _check(fields)
+    files = [("inline" if att.inline else "attachment", att) for att in email.attachments]
+    return MailgunRequest(
+        url=messages_url(config), region=config.region, fields=fields, files=files
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _recipient_variables(value: str) -> dict[str, Any]:
+    # Read once per batch, not once per recipient: a batch's record is made for each.
+    parsed: dict[str, Any] = json.loads(value)
+    return parsed
+
+
+def redact_member(
+    request: MailgunRequest, recipient: str, secrets: Iterable[str | None] = ()
+) -> RequestRecord:
+    """A batch request as ``recipient``'s history shows it: its own address in ``to`` and
+    only its own entry of ``recipient-variables`` (another recipient's values are theirs)."""
+    fields: list[tuple[str, str]] = []
+    for name, value in request.fields:
+        if name == "to" and value != recipient:
+            continue
+        if name == RECIPIENT_VARIABLES:
+            mine = _recipient_variables(value).get(recipient, {})
+            value = json.dumps({recipient: mine}, ensure_ascii=False)
+        fields.append((name, value))
+    return redact(
+        MailgunRequest(request.url, request.region, fields, request.files, request.method),
+        secrets,
     )
 
 

@@ -19,6 +19,7 @@ from tidings.providers.base import (
     EventsPage,
     Found,
     Hint,
+    OutgoingBatch,
     OutgoingEmail,
     Provider,
     ProviderConfig,
@@ -35,8 +36,15 @@ from tidings.providers.mailgun.connect import connect
 from tidings.providers.mailgun.doctor import describe_route, run_doctor
 from tidings.providers.mailgun.events import parse_event_item
 from tidings.providers.mailgun.hints import HINTS, hint_for
-from tidings.providers.mailgun.lookup import find_sent
-from tidings.providers.mailgun.payload import MailgunRequest, build_request, redact
+from tidings.providers.mailgun.lookup import find_sent, find_sent_many
+from tidings.providers.mailgun.payload import (
+    MAX_BATCH,
+    MailgunRequest,
+    build_batch_request,
+    build_request,
+    redact,
+    redact_member,
+)
 from tidings.providers.mailgun.settings import MailgunConfig, MailgunSettings
 from tidings.providers.mailgun.suppressions import MailgunSuppressionLists
 from tidings.providers.mailgun.webhooks import WebhookParseError, check_webhook, parse_webhook
@@ -127,6 +135,7 @@ class MailgunProvider(Provider):
     settings_model: ClassVar[type[ProviderSettings]] = MailgunSettings
     hints: ClassVar[Sequence[Hint]] = tuple(hint for hint, _rule in HINTS)
     has_events: ClassVar[bool] = True
+    max_batch: ClassVar[int] = MAX_BATCH
 
     def __init__(self, context: ProviderContext | None = None) -> None:
         super().__init__(context)
@@ -152,6 +161,14 @@ class MailgunProvider(Provider):
     def record(self, request: Any, secrets: Sequence[str | None] = ()) -> RequestRecord:
         return redact(cast(MailgunRequest, request), secrets)
 
+    def build_batch(self, batch: OutgoingBatch, config: ProviderConfig) -> MailgunRequest:
+        return build_batch_request(batch, _mailgun(config))
+
+    def record_member(
+        self, request: Any, recipient: str, secrets: Sequence[str | None] = ()
+    ) -> RequestRecord:
+        return redact_member(cast(MailgunRequest, request), recipient, secrets)
+
     async def send(self, request: Any, config: ProviderConfig) -> SendOutcome:
         return await self.client.send_request(cast(MailgunRequest, request), _mailgun(config))
 
@@ -166,6 +183,15 @@ class MailgunProvider(Provider):
         return await find_sent(
             self.client, _mailgun(config), tidings_id=tidings_id, recipient=recipient, begin=begin
         )
+
+    async def find_sent_many(
+        self,
+        config: ProviderConfig,
+        wanted: Mapping[str, str | None],
+        *,
+        begin: datetime,
+    ) -> dict[str, Found]:
+        return await find_sent_many(self.client, _mailgun(config), wanted, begin=begin)
 
     @classmethod
     def hint_for(
