@@ -10,7 +10,10 @@ Mailgun call per recipient), on a fresh database and sandbox, and prints both an
 ratios. On SQLite; also on PostgreSQL with ``--postgres URL`` (or TIDINGS_TEST_POSTGRES_URL;
 a scratch database is created and dropped).
 
-    python bench/bulk.py [--recipients 100000] [--postgres URL]
+    python bench/bulk.py [--recipients 100000] [--postgres URL] [--latency-ms 50]
+
+``--latency-ms`` makes the sandbox take that long to answer every call, as the internet to
+Mailgun does; results then go to bulk_50ms.json (or bulk_quick_50ms.json).
 
 Writes bench/results/bulk.json (bench/results/bulk_quick.json for fewer than 100,000).
 """
@@ -162,7 +165,7 @@ def message_calls(stats: dict[str, Any]) -> int:
 
 
 async def one_run(
-    label: str, n: int, database_url: str | None, batch_size: int | None
+    label: str, n: int, database_url: str | None, batch_size: int | None, latency_ms: int = 0
 ) -> dict[str, Any]:
     users = recipients(n)
     with servers(database_url, batch_size) as (sandbox_url, tidings_url):
@@ -171,6 +174,11 @@ async def one_run(
         async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
             await wait_http(http, f"{sandbox_url}/sandbox/api/stats")
             await wait_http(http, f"{tidings_url}/health")
+            if latency_ms:
+                # The internet between Tidings and Mailgun: every sandbox call takes this long.
+                faults = {"latency_ms": latency_ms}
+                async with http.post(f"{sandbox_url}/sandbox/api/faults", json=faults) as r:
+                    assert r.status == 200, await r.text()
             message = {
                 "event": "bench-announcement",
                 "content": {
@@ -284,18 +292,24 @@ def main() -> None:
         help="Also run on PostgreSQL (a server URL; default TIDINGS_TEST_POSTGRES_URL).",
     )
     parser.add_argument("--no-sqlite", action="store_true", help="Run on PostgreSQL only.")
+    parser.add_argument(
+        "--latency-ms",
+        type=int,
+        default=0,
+        help="Added by the sandbox to every call (50 stands for the internet to Mailgun).",
+    )
     args = parser.parse_args()
-    n = args.recipients
+    n, lat = args.recipients, args.latency_ms
     results: dict[str, dict[str, Any]] = {}
     if not args.no_sqlite:
-        batched = asyncio.run(one_run("sqlite, batched (default)", n, None, None))
-        single = asyncio.run(one_run("sqlite, one call each", n, None, 1))
+        batched = asyncio.run(one_run("sqlite, batched (default)", n, None, None, lat))
+        single = asyncio.run(one_run("sqlite, one call each", n, None, 1, lat))
         results["sqlite"] = compare(batched, single)
     if args.postgres:
         with scratch_postgres(args.postgres) as url:
-            batched = asyncio.run(one_run("postgresql, batched (default)", n, url, None))
+            batched = asyncio.run(one_run("postgresql, batched (default)", n, url, None, lat))
         with scratch_postgres(args.postgres) as url:
-            single = asyncio.run(one_run("postgresql, one call each", n, url, 1))
+            single = asyncio.run(one_run("postgresql, one call each", n, url, 1, lat))
         results["postgresql"] = compare(batched, single)
     console.print(table(results))
     if not all(result["batching_in_this_build"] for result in results.values()):
@@ -305,11 +319,13 @@ def main() -> None:
         )
     output = {
         **results,
+        "sandbox_latency_ms": lat,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / ("bulk.json" if n >= 100_000 else "bulk_quick.json")
+    name = "bulk" if n >= 100_000 else "bulk_quick"
+    path = RESULTS / (f"{name}_{lat}ms.json" if lat else f"{name}.json")
     path.write_text(json.dumps(output, indent=2) + "\n")
     console.print(f"written to {path}")
 
