@@ -46,6 +46,8 @@ SANDBOX_KEY = "sandbox-api-key"
 SIGNING_KEY = "bench-signing-key-0123456789abcdef"
 API_KEY = "tk_bench_0123456789abcdef0123"
 KINDS = ("delivered", "opened", "clicked")
+# The sandbox posts no webhooks of its own during the run.
+DELAY = ("--event-delay", "3600")
 
 
 def free_port() -> int:
@@ -84,6 +86,13 @@ async def wait_http(url: str, limit_s: float = 60) -> None:
                 pass
             await asyncio.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used: on a shared machine, CPU per
+    webhook says more than wall-clock rates do."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def signed(event: dict[str, Any]) -> bytes:
@@ -206,7 +215,7 @@ async def check_settled(base: str, messages: list[tuple[str, str]], clients: int
 
 def make_database(postgres: str) -> str:
     """A fresh PostgreSQL database for this run; its URL."""
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     name = f"bench_hooks_{secrets.token_hex(4)}"
     plain = postgres.replace("postgresql+asyncpg://", "postgresql://")
@@ -226,12 +235,11 @@ def start(postgres: str | None) -> tuple[list[subprocess.Popen[bytes]], str, str
     workdir = Path(tempfile.mkdtemp(prefix="tidings-bench-hooks-"))
     sandbox_port, tidings_port, bare_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "MAILGUN_"))}
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     sandbox = subprocess.Popen(
-        [sys.executable, "-m", "tidings.cli", "sandbox", "--port", str(sandbox_port)]
-        + ["--event-delay", "3600"],
+        [sys.executable, "-m", "tidings.cli", "sandbox", "--port", str(sandbox_port), *DELAY],
         env=env,
-        **quiet,  # type: ignore[call-overload]
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     tidings_env = {
         **env,
@@ -248,12 +256,14 @@ def start(postgres: str | None) -> tuple[list[subprocess.Popen[bytes]], str, str
         [sys.executable, "-m", "tidings.cli", "serve", "--port", str(tidings_port)],
         cwd=workdir,
         env=tidings_env,
-        **quiet,  # type: ignore[call-overload]
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     bare = subprocess.Popen(
         [sys.executable, __file__, "--serve-baseline", str(bare_port)],
         env=env,
-        **quiet,  # type: ignore[call-overload]
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     return (
         [tidings, sandbox, bare],
@@ -264,8 +274,9 @@ def start(postgres: str | None) -> tuple[list[subprocess.Popen[bytes]], str, str
 
 
 async def measure(
-    sandbox_url: str, tidings_url: str, bare_url: str, webhooks: int, clients: int
+    urls: tuple[str, str, str], pids: tuple[int, int], webhooks: int, clients: int
 ) -> dict[str, Any]:
+    sandbox_url, tidings_url, bare_url = urls
     await wait_http(f"{sandbox_url}/sandbox/api/stats")
     await wait_http(f"{tidings_url}/health")
     await wait_http(f"{bare_url}/health")
@@ -291,15 +302,21 @@ async def measure(
         for n, kind in enumerate(KINDS)
         for message_id, reference in messages
     ]
+    if os.environ.get("BENCH_PRINT_PIDS"):
+        print("posting webhooks", flush=True)
     # Interleaved as Mailgun would send them: a message's events are not back to back.
-    bare_ok, bare_s, bare_failed = await post_all(
-        f"{bare_url}/{path}", [signed(e) for e in events], clients
-    )
-    ok, ingest_s, failed = await post_all(
-        f"{tidings_url}/{path}", [signed(e) for e in events], clients
-    )
+    bodies = [signed(e) for e in events]
+    cpu_before = cpu_s(pids[1])
+    bare_ok, bare_s, bare_failed = await post_all(f"{bare_url}/{path}", bodies, clients)
+    bare_cpu = cpu_s(pids[1]) - cpu_before
+    bodies = [signed(e) for e in events]
+    cpu_before = cpu_s(pids[0])
+    ok, ingest_s, failed = await post_all(f"{tidings_url}/{path}", bodies, clients)
+    tidings_cpu = cpu_s(pids[0]) - cpu_before
     if not ok or not bare_ok:
         raise RuntimeError(f"nothing accepted: {(failed + bare_failed)[:3]}")
+    if os.environ.get("BENCH_PRINT_PIDS"):
+        print("posted", flush=True)
     wrong = await check_settled(tidings_url, messages, clients)
     rate, bare_rate = ok / ingest_s, bare_ok / bare_s
     return {
@@ -309,6 +326,9 @@ async def measure(
         "baseline_bare_endpoint_per_s": round(bare_rate, 1),
         "tidings_webhooks_per_s": round(rate, 1),
         "ratio_vs_baseline": round(rate / bare_rate, 3),
+        "baseline_cpu_ms_per_webhook": round(bare_cpu * 1000 / max(bare_ok, 1), 3),
+        "tidings_cpu_ms_per_webhook": round(tidings_cpu * 1000 / max(ok, 1), 3),
+        "cpu_ratio_vs_baseline": round(bare_cpu * ok / max(tidings_cpu * bare_ok, 1e-9), 3),
         "refused_or_failed": len(failed) + len(bare_failed),
         "first_failures": (failed + bare_failed)[:3],
         "messages_not_settled": len(wrong),
@@ -336,7 +356,12 @@ def main() -> None:
         print(f"tidings pid {procs[0].pid}", flush=True)
     try:
         result = asyncio.run(
-            measure(sandbox_url, tidings_url, bare_url, args.webhooks, args.clients)
+            measure(
+                (sandbox_url, tidings_url, bare_url),
+                (procs[0].pid, procs[2].pid),
+                args.webhooks,
+                args.clients,
+            )
         )
     finally:
         for proc in procs:

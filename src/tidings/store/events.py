@@ -177,7 +177,8 @@ async def record_event(
         return Recorded(row.id, True, False, row.status)
     if row.provider_message_id is None and event.provider_message_id:
         extra["provider_message_id"] = event.provider_message_id
-    changed = await set_facts(conn, row, after, **extra)
+    # fresh: ``row`` was read above, in this transaction.
+    changed = await set_facts(conn, row, after, fresh=True, **extra)
     return Recorded(row.id, True, changed is not None, changed or row.status)
 
 

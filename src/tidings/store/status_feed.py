@@ -42,7 +42,9 @@ _DETAIL_COLUMNS = [
 ]
 
 
-async def set_facts(conn: Conn, row: sa.Row[Any], facts: StatusFacts, **extra: Any) -> str | None:
+async def set_facts(
+    conn: Conn, row: sa.Row[Any], facts: StatusFacts, *, fresh: bool = False, **extra: Any
+) -> str | None:
     """Store ``facts`` (and ``extra`` columns) for the message ``row``; returns the new status
     if it changed, else None.
 
@@ -50,14 +52,21 @@ async def set_facts(conn: Conn, row: sa.Row[Any], facts: StatusFacts, **extra: A
     stale (the dispatcher holds it across the call to Mailgun, while a webhook or the poller
     records ``delivered``), and facts only ever grow, so the merge loses nothing. The row
     is locked first where the database can (PostgreSQL), so two writers cannot interleave.
+
+    ``fresh``: ``row`` (all of the message's columns) was read on SQLite in this same write,
+    where the one writer holds the database: it is what is stored now, no need to re-read.
     """
-    stored = (
-        await conn.execute(
-            sa.select(messages.c.facts, *_DETAIL_COLUMNS)
-            .where(messages.c.id == row.id)
-            .with_for_update()
-        )
-    ).one()
+    stored: Any
+    if fresh and conn.dialect.name == "sqlite":
+        stored = row
+    else:
+        stored = (
+            await conn.execute(
+                sa.select(messages.c.facts, *_DETAIL_COLUMNS)
+                .where(messages.c.id == row.id)
+                .with_for_update()
+            )
+        ).one()
     columns = facts_codec.columns(merge(facts_codec.load(stored.facts), facts))
     await conn.execute(messages.update().where(messages.c.id == row.id).values(**columns, **extra))
     if columns["status"] == stored.status:
@@ -67,7 +76,7 @@ async def set_facts(conn: Conn, row: sa.Row[Any], facts: StatusFacts, **extra: A
         await publish(conn, row.id)  # a value computed by the database: read it back
     else:
         # The locked row with what was just written is the row as stored now.
-        current = {**stored._mapping, **changed}
+        current = {c.name: stored._mapping[c.name] for c in _DETAIL_COLUMNS} | changed
         await _publish(conn, row.id, SimpleNamespace(**current))
     return str(columns["status"])
 
