@@ -21,7 +21,7 @@ from tidings.store import messages as store
 from tidings.store import preferences, suppressions
 from tidings.store.clock import utcnow
 from tidings.store.database import Conn
-from tidings.store.status_feed import set_facts
+from tidings.store.status_feed import set_fresh_facts
 from tidings.store.tables import messages, unmatched_events, webhook_tokens
 
 
@@ -177,8 +177,8 @@ async def record_event(
         return Recorded(row.id, True, False, row.status)
     if row.provider_message_id is None and event.provider_message_id:
         extra["provider_message_id"] = event.provider_message_id
-    # fresh: ``row`` was read above, in this transaction.
-    changed = await set_facts(conn, row, after, fresh=True, **extra)
+    # Fresh: ``row`` was read above, in this transaction.
+    changed = await set_fresh_facts(conn, row, after, **extra)
     return Recorded(row.id, True, changed is not None, changed or row.status)
 
 

@@ -42,9 +42,7 @@ _DETAIL_COLUMNS = [
 ]
 
 
-async def set_facts(
-    conn: Conn, row: sa.Row[Any], facts: StatusFacts, *, fresh: bool = False, **extra: Any
-) -> str | None:
+async def set_facts(conn: Conn, row: sa.Row[Any], facts: StatusFacts, **extra: Any) -> str | None:
     """Store ``facts`` (and ``extra`` columns) for the message ``row``; returns the new status
     if it changed, else None.
 
@@ -52,10 +50,22 @@ async def set_facts(
     stale (the dispatcher holds it across the call to Mailgun, while a webhook or the poller
     records ``delivered``), and facts only ever grow, so the merge loses nothing. The row
     is locked first where the database can (PostgreSQL), so two writers cannot interleave.
-
-    ``fresh``: ``row`` (all of the message's columns) was read on SQLite in this same write,
-    where the one writer holds the database: it is what is stored now, no need to re-read.
     """
+    return await _set_facts(conn, row, facts, extra, fresh=False)
+
+
+async def set_fresh_facts(
+    conn: Conn, row: sa.Row[Any], facts: StatusFacts, **extra: Any
+) -> str | None:
+    """:func:`set_facts` for a ``row`` (all of the message's columns) read in this same
+    write transaction: on SQLite, where the one writer holds the database, it is what is
+    stored now, and is not read again (elsewhere it is, locked, as by ``set_facts``)."""
+    return await _set_facts(conn, row, facts, extra, fresh=True)
+
+
+async def _set_facts(
+    conn: Conn, row: sa.Row[Any], facts: StatusFacts, extra: dict[str, Any], *, fresh: bool
+) -> str | None:
     stored: Any
     if fresh and conn.dialect.name == "sqlite":
         stored = row
