@@ -15,13 +15,13 @@ import weakref
 from datetime import datetime
 
 import structlog
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from tidings.providers.base import Refusal
 from tidings.providers.registry import Providers, UnknownProvider
-from tidings.runtime import Runtime, runtime
+from tidings.runtime import Runtime
 from tidings.store import events as event_store
 from tidings.store import poll_cursors, providers
 from tidings.store.clock import utcnow
@@ -55,9 +55,9 @@ def _refuse(rt: Runtime, status: int, code: str, message: str, **context: object
 
 
 @router.post("/webhooks/{provider_key}/{token}", include_in_schema=False)
-async def provider_webhook(
-    provider_key: str, token: str, request: Request, rt: Runtime = Depends(runtime)
-) -> JSONResponse:
+async def provider_webhook(provider_key: str, token: str, request: Request) -> JSONResponse:
+    # Not Depends(runtime): a plain function as a dependency costs a trip to a thread.
+    rt: Runtime = request.app.state.runtime
     async with rt.db.read() as conn:
         stored = await providers.by_webhook_token(conn, token)
     if stored is None or stored.provider != provider_key:

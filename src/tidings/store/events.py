@@ -182,14 +182,17 @@ async def record_event(
     return Recorded(row.id, True, changed is not None, changed or row.status)
 
 
+# Built once per dialect: one statement per webhook, its cache key and compiled form reused.
+_TOKEN_INSERTS = {
+    "postgresql": postgresql.insert(webhook_tokens).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(webhook_tokens).on_conflict_do_nothing(),
+}
+
+
 async def accept_token_once(conn: Conn, token: str) -> bool:
     """Remember a webhook token; False if it was seen before (a replay)."""
-    insert = (
-        postgresql.insert(webhook_tokens)
-        if conn.dialect.name == "postgresql"
-        else sqlite.insert(webhook_tokens)
-    ).on_conflict_do_nothing()
-    result = await conn.execute(insert.values(token=token, seen_at=utcnow()))
+    insert = _TOKEN_INSERTS[conn.dialect.name]
+    result = await conn.execute(insert, {"token": token, "seen_at": utcnow()})
     return bool(result.rowcount)
 
 
