@@ -89,8 +89,8 @@ async def provider_webhook(provider_key: str, token: str, request: Request) -> J
     event, token = read.event, read.token
 
     async def ingest(conn: Conn) -> event_store.Recorded | None:
-        # Run in a transaction shared with the other webhooks (and writes) arriving now:
-        # it touches only the database, and may be run again alone if a neighbour fails.
+        # Touches only the database: on SQLite it shares a transaction with the other
+        # writes arriving now, and is run again alone if a neighbour fails.
         if not await event_store.accept_token_once(conn, token):
             return None  # a replay: this transaction only tried to insert the token
         recorded = await event_store.record_event(
@@ -102,8 +102,15 @@ async def provider_webhook(provider_key: str, token: str, request: Request) -> J
             )
         return recorded
 
-    # Returns once committed: the 200 below promises the webhook is durable.
-    recorded = await rt.db.grouped(ingest)
+    # Either way this returns once committed: the 200 below promises the webhook is durable.
+    # SQLite has one writer: webhooks arriving together share its transactions (group
+    # commit, the whole group in one trip to its thread). PostgreSQL takes concurrent
+    # transactions, which measured faster than a group's statements one after another.
+    if rt.db.is_sqlite:
+        recorded = await rt.db.grouped(ingest)
+    else:
+        async with rt.db.write() as conn:
+            recorded = await ingest(conn)
     if recorded is None:
         return _refuse(
             rt, 406, "replayed", "webhook token was already used (a replay)", provider=stored.id
