@@ -42,11 +42,11 @@ def test_a_burst_of_webhooks_with_replays_duplicates_forgeries_and_strangers(
         ).request_id
         for n in range(MESSAGES)
     ]
-    references = {}
+    references: dict[str, str] = {}
     for message_id in ids:
         server.wait_status(message_id, "SENT")
         providers = client.messages.retrieve(message_id).providers
-        references[message_id] = providers[0]["reference"]  # type: ignore[index]
+        references[message_id] = str(providers[0]["reference"])  # type: ignore[index]
 
     bodies: list[dict[str, Any]] = []
     kinds: list[str] = []
