@@ -6,6 +6,12 @@ signing key; none configured → refused, never fail open), the timestamp window
 and replay (a token is accepted once). A refusal answers 406 (Mailgun stops retrying) or 401
 (a key problem Mailgun should keep retrying through while someone fixes it) and changes
 nothing.
+
+An accepted webhook is answered 200 only once it is committed (token, history, status,
+status feed): Mailgun retries anything else, and a retry of one that never committed finds
+its token unspent. On SQLite the webhooks of a burst share group commits
+(``Database.grouped``: one transaction, one trip to the writer thread, each webhook run
+again alone if a neighbour fails); a database fault answers 503 and Mailgun retries.
 """
 
 from __future__ import annotations
