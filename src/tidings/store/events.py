@@ -21,7 +21,7 @@ from tidings.store import messages as store
 from tidings.store import preferences, suppressions
 from tidings.store.clock import utcnow
 from tidings.store.database import Conn
-from tidings.store.status_feed import set_facts
+from tidings.store.status_feed import set_fresh_facts
 from tidings.store.tables import messages, unmatched_events, webhook_tokens
 
 
@@ -177,18 +177,22 @@ async def record_event(
         return Recorded(row.id, True, False, row.status)
     if row.provider_message_id is None and event.provider_message_id:
         extra["provider_message_id"] = event.provider_message_id
-    changed = await set_facts(conn, row, after, **extra)
+    # Fresh: ``row`` was read above, in this transaction.
+    changed = await set_fresh_facts(conn, row, after, **extra)
     return Recorded(row.id, True, changed is not None, changed or row.status)
+
+
+# Built once per dialect: one statement per webhook, its cache key and compiled form reused.
+_TOKEN_INSERTS = {
+    "postgresql": postgresql.insert(webhook_tokens).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(webhook_tokens).on_conflict_do_nothing(),
+}
 
 
 async def accept_token_once(conn: Conn, token: str) -> bool:
     """Remember a webhook token; False if it was seen before (a replay)."""
-    insert = (
-        postgresql.insert(webhook_tokens)
-        if conn.dialect.name == "postgresql"
-        else sqlite.insert(webhook_tokens)
-    ).on_conflict_do_nothing()
-    result = await conn.execute(insert.values(token=token, seen_at=utcnow()))
+    insert = _TOKEN_INSERTS[conn.dialect.name]
+    result = await conn.execute(insert, {"token": token, "seen_at": utcnow()})
     return bool(result.rowcount)
 
 

@@ -122,8 +122,17 @@ async def notify_queue(conn: Conn) -> None:
         await conn.execute(sa.text(f"NOTIFY {QUEUE_CHANNEL}"))
 
 
+# Built once (every webhook reads a message and adds history): SQLAlchemy reuses their
+# cache keys and compiled forms.
+_GET = sa.select(messages).where(messages.c.id == sa.bindparam("message_id"))
+_HISTORY_ONCE = {
+    "postgresql": postgresql.insert(history).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(history).on_conflict_do_nothing(),
+}
+
+
 async def get(conn: Conn, message_id: str) -> sa.Row[Any] | None:
-    return (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).first()
+    return (await conn.execute(_GET, {"message_id": message_id})).first()
 
 
 async def get_many(conn: Conn, ids: list[str]) -> list[sa.Row[Any]]:
@@ -209,7 +218,7 @@ async def add_history(
     if event_key is None:
         await conn.execute(history.insert().values(**row))
         return True
-    result = await conn.execute(_insert_ignore(conn, history).values(**row))
+    result = await conn.execute(_HISTORY_ONCE[conn.dialect.name], row)
     return bool(result.rowcount)
 
 

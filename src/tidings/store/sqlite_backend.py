@@ -37,7 +37,10 @@ T = TypeVar("T")
 AnyRow = Row[*tuple[Any, ...]]  # a row of any columns
 log = logging.getLogger("tidings.store.sqlite")
 READER_THREADS = 3
-IDLE_READERS = 8
+# Connections kept open for reads. A read gives its connection back after its statements
+# (queued behind the others), so under load as many sessions hold one as there are
+# requests in flight; opening one costs a connect and its pragmas, far more than a read.
+IDLE_READERS = 64
 
 
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

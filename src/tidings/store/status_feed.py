@@ -42,6 +42,34 @@ _DETAIL_COLUMNS = [
 ]
 
 
+# Statements built once: SQLAlchemy then reuses each one's cache key and compiled form
+# instead of building, keying and looking up a new statement per write.
+_UPDATES: dict[tuple[str, ...], sa.Update] = {}
+_MAX_UPDATES = 64
+_INSERT_EVENTS = status_events.insert()
+_INSERT_DELIVERIES = status_deliveries.insert()
+_ENABLED_ENDPOINTS = sa.select(status_endpoints.c.id).where(status_endpoints.c.enabled.is_(True))
+
+
+def _update_of(names: tuple[str, ...], values: dict[str, Any]) -> sa.Update | None:
+    """The UPDATE of a message's ``names`` columns (bound as ``v_<name>``, the message as
+    ``m_id``), or None when a value is an SQL expression (built per call instead)."""
+    if any(isinstance(value, sa.ClauseElement) for value in values.values()):
+        return None
+    update = _UPDATES.get(names)
+    if update is None:
+        update = (
+            messages.update()
+            .where(messages.c.id == sa.bindparam("m_id", type_=messages.c.id.type))
+            .values(
+                {name: sa.bindparam(f"v_{name}", type_=messages.c[name].type) for name in names}
+            )
+        )
+        if len(_UPDATES) < _MAX_UPDATES:
+            _UPDATES[names] = update
+    return update
+
+
 async def set_facts(conn: Conn, row: sa.Row[Any], facts: StatusFacts, **extra: Any) -> str | None:
     """Store ``facts`` (and ``extra`` columns) for the message ``row``; returns the new status
     if it changed, else None.
@@ -51,15 +79,39 @@ async def set_facts(conn: Conn, row: sa.Row[Any], facts: StatusFacts, **extra: A
     records ``delivered``), and facts only ever grow, so the merge loses nothing. The row
     is locked first where the database can (PostgreSQL), so two writers cannot interleave.
     """
-    stored = (
-        await conn.execute(
-            sa.select(messages.c.facts, *_DETAIL_COLUMNS)
-            .where(messages.c.id == row.id)
-            .with_for_update()
-        )
-    ).one()
+    return await _set_facts(conn, row, facts, extra, fresh=False)
+
+
+async def set_fresh_facts(
+    conn: Conn, row: sa.Row[Any], facts: StatusFacts, **extra: Any
+) -> str | None:
+    """:func:`set_facts` for a ``row`` (all of the message's columns) read in this same
+    write transaction: on SQLite, where the one writer holds the database, it is what is
+    stored now, and is not read again (elsewhere it is, locked, as by ``set_facts``)."""
+    return await _set_facts(conn, row, facts, extra, fresh=True)
+
+
+async def _set_facts(
+    conn: Conn, row: sa.Row[Any], facts: StatusFacts, extra: dict[str, Any], *, fresh: bool
+) -> str | None:
+    stored: Any
+    if fresh and conn.dialect.name == "sqlite":
+        stored = row
+    else:
+        stored = (
+            await conn.execute(
+                sa.select(messages.c.facts, *_DETAIL_COLUMNS)
+                .where(messages.c.id == row.id)
+                .with_for_update()
+            )
+        ).one()
     columns = facts_codec.columns(merge(facts_codec.load(stored.facts), facts))
-    await conn.execute(messages.update().where(messages.c.id == row.id).values(**columns, **extra))
+    values = {**columns, **extra}
+    update = _update_of(tuple(values), values)
+    if update is None:
+        await conn.execute(messages.update().where(messages.c.id == row.id).values(**values))
+    else:
+        await conn.execute(update, {"m_id": row.id, **{f"v_{k}": v for k, v in values.items()}})
     if columns["status"] == stored.status:
         return None
     changed = {**columns, **extra}
@@ -67,7 +119,7 @@ async def set_facts(conn: Conn, row: sa.Row[Any], facts: StatusFacts, **extra: A
         await publish(conn, row.id)  # a value computed by the database: read it back
     else:
         # The locked row with what was just written is the row as stored now.
-        current = {**stored._mapping, **changed}
+        current = {c.name: stored._mapping[c.name] for c in _DETAIL_COLUMNS} | changed
         await _publish(conn, row.id, SimpleNamespace(**current))
     return str(columns["status"])
 
@@ -97,19 +149,13 @@ async def _publish_many(conn: Conn, rows: list[Any]) -> None:
     now = utcnow()
     details = [message_details(row) for row in rows]
     await conn.execute(
-        status_events.insert(),
+        _INSERT_EVENTS,
         [{"message_id": d["id"], "status": d["status"], "ts": now, "details": d} for d in details],
     )
-    endpoint_ids = list(
-        (
-            await conn.execute(
-                sa.select(status_endpoints.c.id).where(status_endpoints.c.enabled.is_(True))
-            )
-        ).scalars()
-    )
+    endpoint_ids = list((await conn.execute(_ENABLED_ENDPOINTS)).scalars())
     if endpoint_ids:
         await conn.execute(
-            status_deliveries.insert(),
+            _INSERT_DELIVERIES,
             [
                 {
                     "endpoint_id": endpoint_id,
