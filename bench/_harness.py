@@ -61,7 +61,8 @@ POSTGRES_DEFAULT = os.environ.get(
 )
 MESSAGES_ROUTE = "POST /v3/{domain}/messages"
 SENT = {"SENT", "DELIVERED", "OPENED", "CLICKED"}
-console = Console()
+# Wide enough for the tables when the output is a file, not a terminal.
+console = Console(width=None if sys.stdout.isatty() else 130)
 
 
 # --- processes -------------------------------------------------------------------------
@@ -526,11 +527,16 @@ def warn_if_loaded(limit: float = 1.5) -> list[float]:
     return load
 
 
-def write_result(name: str, data: dict[str, Any], load_at_start: list[float]) -> Path:
+def write_result(
+    name: str, data: dict[str, Any], load_at_start: list[float], *, quick: bool = False
+) -> Path:
+    """``bench/results/<name>.json``; ``<name>_quick.json`` for a run below the default sizes
+    (such a run shows the bench works, its figures are not the result)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{name}{'_quick' if quick else ''}.json"
     output = {
         "benchmark": name,
+        "quick": quick,
         **data,
         "machine": machine(),
         "load_average_at_start": load_at_start,

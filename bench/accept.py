@@ -76,7 +76,9 @@ def main() -> None:
             rows,
         )
     )
-    h.write_result("accept", {"requests": n, "connections": c, **results}, load)
+    h.write_result(
+        "accept", {"requests": n, "connections": c, **results}, load, quick=args.requests < 5000
+    )
 
 
 def _lat(load: h.Load) -> list[float]:
