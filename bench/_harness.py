@@ -530,8 +530,8 @@ def warn_if_loaded(limit: float = 1.5) -> list[float]:
 def write_result(
     name: str, data: dict[str, Any], load_at_start: list[float], *, quick: bool = False
 ) -> Path:
-    """``bench/results/<name>.json``; ``<name>_quick.json`` for a run below the default sizes
-    (such a run shows the bench works, its figures are not the result)."""
+    """``bench/results/<name>.json``; ``<name>_quick.json`` for a smoke run (below 1,000
+    messages: it shows the bench works, its figures are not a result)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}{'_quick' if quick else ''}.json"
     output = {

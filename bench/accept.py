@@ -77,7 +77,7 @@ def main() -> None:
         )
     )
     h.write_result(
-        "accept", {"requests": n, "connections": c, **results}, load, quick=args.requests < 5000
+        "accept", {"requests": n, "connections": c, **results}, load, quick=args.requests < 1000
     )
 
 

@@ -189,7 +189,7 @@ def main() -> None:
             rows,
         )
     )
-    quick = n < 2500 or 0 < args.settle_messages < 1000
+    quick = n < 1000 or 0 < args.settle_messages < 1000
     h.write_result("status", {"connections": c, **results}, load, quick=quick)
 
 
