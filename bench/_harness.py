@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import math
 import os
 import platform
 import secrets
@@ -304,10 +305,11 @@ class Load:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile (the smallest value with q% of them at or below it)."""
     if not values:
         return 0.0
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[index]
 
 
