@@ -94,6 +94,7 @@ def main() -> None:
     levels, size, c = sorted(args.levels), args.burst, args.connections
     results: dict[str, Any] = {}
     rows: list[list[object]] = []
+    quick = max(levels) < 10_000 or size < 1000
     for backend in h.backends(args):
         steps: list[dict[str, Any]] = []
         with h.database(backend, args.postgres) as url, h.stack(url) as running:
@@ -140,6 +141,9 @@ def main() -> None:
         )
         results[backend] = {"steps": steps, "bytes_per_queued_message": round(per_message, 1)}
         rows.append([backend, "per queued msg", f"{per_message / 1024:.2f} KiB", "", "", "", ""])
+        # Written after each database: a long run stopped on the next keeps this one.
+        data = {"levels": levels, "burst": size, "connections": c, **results}
+        h.write_result("growth", data, load, quick=quick)
     h.console.print(
         h.table(
             f"growth: bursts of {size} with delayed messages queued, {c} connections",
@@ -147,9 +151,6 @@ def main() -> None:
             rows,
         )
     )
-    quick = max(levels) < 10_000 or size < 1000
-    data = {"levels": levels, "burst": size, "connections": c, **results}
-    h.write_result("growth", data, load, quick=quick)
 
 
 if __name__ == "__main__":
