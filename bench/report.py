@@ -123,7 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="read the *_quick.json files")
     args = parser.parse_args()
-    print("| measure | before | measured |")
+    print("| measure | before | run (UTC end; 1-min load at its start) |")
     print("|---|---|---|")
     for row in rows(args.quick):
         print(row)
