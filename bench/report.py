@@ -78,9 +78,10 @@ def rows(quick: bool) -> list[str]:
                 rss = " → ".join(f"{s['server_rss_mib']}" for s in steps)
                 rates = " → ".join(f"{s['per_s']}" for s in steps)
                 levels = " → ".join(f"{s['queued']:,}" for s in steps)
-                per = growth[db]["bytes_per_queued_message"] / 1024
+                per = growth[db]["bytes_per_queued_message"]
                 cells.append(
-                    f"{db}: queued {levels}: RSS {rss} MiB (**{per:.2f} KiB** per message); "
+                    f"{db}: queued {levels}: RSS {rss} MiB "
+                    f"(**{per:.0f} bytes** per message between the levels); "
                     f"burst of {growth['burst']} {rates} msg/s "
                     f"(last ÷ first level **{steps[-1]['ratio_vs_first_level']}**)"
                 )
