@@ -165,6 +165,8 @@ def main() -> None:
         port=port,
         sandbox=False,
         log_level="warning",
+        # The sandbox is on loopback, which provider hosts given through the API may not be.
+        allow_private_networks=True,
         **overrides,
     )
     app = asyncio.run(build_app(settings))

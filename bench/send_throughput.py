@@ -19,41 +19,18 @@ import base64
 import json
 import os
 import platform
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import _harness as h
 import aiohttp
 
 RESULTS = Path(__file__).parent / "results" / "send_throughput.json"
-DOMAIN = "sandbox.tidings.test"
-SANDBOX_KEY = "sandbox-api-key"
-API_KEY = "tk_bench_0123456789abcdef0123"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_http(url: str, limit_s: float = 30) -> None:
-    deadline = time.monotonic() + limit_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(url) as response:
-                    if response.status < 500:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
+DOMAIN = h.DOMAIN
+SANDBOX_KEY = h.SANDBOX_KEY
+API_KEY = h.API_KEY
 
 
 async def drive(
@@ -96,54 +73,9 @@ async def wait_all_sent(base: str, count: int, limit_s: float = 300) -> float:
     raise RuntimeError(f"{count} messages not all sent after {limit_s} s")
 
 
-def start_servers() -> tuple[list[subprocess.Popen[bytes]], str, str]:
-    workdir = Path(tempfile.mkdtemp(prefix="tidings-bench-"))
-    sandbox_port, tidings_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "MAILGUN_"))}
-    sandbox = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tidings.cli",
-            "sandbox",
-            "--port",
-            str(sandbox_port),
-            "--event-delay",
-            "3600",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    tidings = subprocess.Popen(
-        [sys.executable, "-m", "tidings.cli", "serve", "--port", str(tidings_port)],
-        cwd=workdir,
-        env={
-            **env,
-            "TIDINGS_API_KEY": API_KEY,
-            "TIDINGS_LOG_LEVEL": "warning",
-            "TIDINGS_SANDBOX": "false",
-            "MAILGUN_API_KEY": SANDBOX_KEY,
-            "MAILGUN_DOMAIN": DOMAIN,
-            "MAILGUN_HOST": f"http://127.0.0.1:{sandbox_port}",
-            "TIDINGS_POLL_INTERVAL_S": "3600",
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return (
-        [tidings, sandbox],
-        f"http://127.0.0.1:{sandbox_port}",
-        (f"http://127.0.0.1:{tidings_port}"),
-    )
-
-
 async def measure(
     sandbox_url: str, tidings_url: str, clients: int, duration: float
 ) -> dict[str, Any]:
-    await wait_http(f"{sandbox_url}/sandbox/api/stats")
-    await wait_http(f"{tidings_url}/health")
-
     form = urlencode(
         [
             ("from", f"Bench <bench@{DOMAIN}>"),
@@ -207,13 +139,11 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=5.0)
     args = parser.parse_args()
-    procs, sandbox_url, tidings_url = start_servers()
-    try:
-        result = asyncio.run(measure(sandbox_url, tidings_url, args.clients, args.duration))
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=30)
+    # The processes (sandbox, `tidings serve` on SQLite) come from the shared harness.
+    with h.stack() as running:
+        result = asyncio.run(
+            measure(running.sandbox_url, running.tidings_url, args.clients, args.duration)
+        )
     for key, value in result.items():
         print(f"{key:36} {value}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
