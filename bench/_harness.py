@@ -456,6 +456,43 @@ async def wait_sandbox_accepted(
     return last_received_at(sandbox_url)
 
 
+async def send_until_accepted(
+    running: Stack,
+    start: int,
+    n: int,
+    connections: int,
+    label: str,
+    *,
+    what: str = "/send",
+) -> tuple[Load, float]:
+    """Post ``n`` sends (numbered from ``start``) to Tidings and wait until the sandbox has
+    taken them all: the load's record and the seconds from the first post to the last
+    message the sandbox took (at least a microsecond)."""
+    before = accepted_count(sandbox_stats(running.sandbox_url))
+    bodies = [send_body(start + i) for i in range(n)]
+    headers = {**running.headers, "Content-Type": "application/json"}
+    with progress() as bar:
+        started = time.time()
+        load, last = await asyncio.gather(
+            post_all(
+                f"{running.tidings_url}/send",
+                bodies,
+                headers=headers,
+                connections=connections,
+                progress=bar,
+                label=f"{label}: {what} accepted",
+            ),
+            wait_sandbox_accepted(
+                running.sandbox_url,
+                before + n,
+                progress=bar,
+                label=f"{label}: at the sandbox",
+                start=before,
+            ),
+        )
+    return load, max(last - started, 1e-6)
+
+
 # --- webhooks --------------------------------------------------------------------------
 
 

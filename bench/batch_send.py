@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from send_throughput import API_KEY, DOMAIN, SANDBOX_KEY, free_port, wait_http
+from _harness import API_KEY, DOMAIN, SANDBOX_KEY, free_port
+from _harness import wait_http as _wait_http
 
 RESULTS = Path(__file__).parent / "results" / "batch_send.json"
 ROUTE = "POST /v3/{domain}/messages"
@@ -73,8 +74,8 @@ def start(batch_size: int) -> tuple[list[subprocess.Popen[bytes]], str, str]:
 async def run(batch_size: int, recipients: int, per_request: int) -> dict[str, Any]:
     processes, sandbox_url, tidings_url = start(batch_size)
     try:
-        await wait_http(f"{sandbox_url}/sandbox/api/stats")
-        await wait_http(f"{tidings_url}/health")
+        await asyncio.to_thread(_wait_http, f"{sandbox_url}/sandbox/api/stats")
+        await asyncio.to_thread(_wait_http, f"{tidings_url}/health")
         headers = {"Authorization": f"Bearer {API_KEY}"}
         async with aiohttp.ClientSession(headers=headers) as session:
             started = time.monotonic()

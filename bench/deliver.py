@@ -46,39 +46,17 @@ async def raw_loop(sandbox_url: str, n: int, connections: int, label: str) -> di
             ),
             h.wait_sandbox_accepted(sandbox_url, before + n, label=f"{label}: at the sandbox"),
         )
-    return _rate(n, started, last, load)
+    return _rate(n, max(last - started, 1e-6), load)
 
 
 async def tidings(
     running: h.Stack, n: int, connections: int, label: str, *, start_at: int = 0
 ) -> dict[str, Any]:
-    before = h.accepted_count(h.sandbox_stats(running.sandbox_url))
-    bodies = [h.send_body(start_at + i) for i in range(n)]
-    headers = {**running.headers, "Content-Type": "application/json"}
-    with h.progress() as bar:
-        started = time.time()
-        load, last = await asyncio.gather(
-            h.post_all(
-                f"{running.tidings_url}/send",
-                bodies,
-                headers=headers,
-                connections=connections,
-                progress=bar,
-                label=f"{label}: /send accepted",
-            ),
-            h.wait_sandbox_accepted(
-                running.sandbox_url,
-                before + n,
-                progress=bar,
-                label=f"{label}: at the sandbox",
-                start=before,
-            ),
-        )
-    return _rate(n, started, last, load)
+    load, elapsed = await h.send_until_accepted(running, start_at, n, connections, label)
+    return _rate(n, elapsed, load)
 
 
-def _rate(n: int, started: float, last: float, load: h.Load) -> dict[str, Any]:
-    elapsed = max(last - started, 1e-6)
+def _rate(n: int, elapsed: float, load: h.Load) -> dict[str, Any]:
     return {
         "messages": n,
         "elapsed_s": round(elapsed, 3),

@@ -20,36 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 from typing import Any
 
 import _harness as h
 
 
 async def burst(running: h.Stack, start: int, size: int, c: int, label: str) -> dict[str, Any]:
-    before = h.accepted_count(h.sandbox_stats(running.sandbox_url))
-    bodies = [h.send_body(start + i) for i in range(size)]
-    headers = {**running.headers, "Content-Type": "application/json"}
-    with h.progress() as bar:
-        started = time.time()
-        load, last = await asyncio.gather(
-            h.post_all(
-                f"{running.tidings_url}/send",
-                bodies,
-                headers=headers,
-                connections=c,
-                progress=bar,
-                label=f"{label}: burst accepted",
-            ),
-            h.wait_sandbox_accepted(
-                running.sandbox_url,
-                before + size,
-                progress=bar,
-                label=f"{label}: burst at the sandbox",
-                start=before,
-            ),
-        )
-    elapsed = max(last - started, 1e-6)
+    load, elapsed = await h.send_until_accepted(running, start, size, c, label, what="burst")
     return {
         "burst": size,
         "elapsed_s": round(elapsed, 3),

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,29 +31,7 @@ def cpu_s(pid: int) -> float:
 
 
 async def run(running: h.Stack, start: int, n: int, c: int, label: str) -> dict[str, Any]:
-    before = h.accepted_count(h.sandbox_stats(running.sandbox_url))
-    bodies = [h.send_body(start + i) for i in range(n)]
-    headers = {**running.headers, "Content-Type": "application/json"}
-    with h.progress() as bar:
-        started = time.time()
-        load, last = await asyncio.gather(
-            h.post_all(
-                f"{running.tidings_url}/send",
-                bodies,
-                headers=headers,
-                connections=c,
-                progress=bar,
-                label=f"{label}: /send accepted",
-            ),
-            h.wait_sandbox_accepted(
-                running.sandbox_url,
-                before + n,
-                progress=bar,
-                label=f"{label}: at the sandbox",
-                start=before,
-            ),
-        )
-    elapsed = max(last - started, 1e-6)
+    load, elapsed = await h.send_until_accepted(running, start, n, c, label)
     return {
         "messages": n,
         "elapsed_s": round(elapsed, 3),
