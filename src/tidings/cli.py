@@ -94,8 +94,17 @@ def serve(
     host: str = typer.Option(None, help="Interface to listen on [env TIDINGS_HOST, 127.0.0.1]."),
     port: int = typer.Option(None, help="Port [env TIDINGS_PORT, 8000]."),
     no_workers: bool = typer.Option(False, "--no-workers", help="Serve the API only."),
+    worker_processes: int = typer.Option(
+        None,
+        "--worker-processes",
+        min=0,
+        max=16,
+        help="Run the workers in this many child processes [env TIDINGS_WORKER_PROCESSES, 0: "
+        "in this process].",
+    ),
 ) -> None:
-    """Run the API and the workers in one process (SQLite by default)."""
+    """Run the API and the workers in one process (SQLite by default), or the workers in
+    child processes beside it (--worker-processes)."""
     import uvicorn
 
     from tidings.app import StartupReport, build_app
@@ -107,13 +116,24 @@ def serve(
         overrides["host"] = host
     if port:
         overrides["port"] = port
+    if worker_processes is not None:
+        overrides["worker_processes"] = worker_processes
     settings = Settings(**overrides)
     configure_logging(settings.log_level)
+    children = 0 if no_workers else settings.worker_processes
     listener = bind_listener(settings.host, settings.port)
     report = StartupReport(announce=True)
     with database_errors(settings.database_url):
-        application = asyncio.run(build_app(settings, run_workers=not no_workers, report=report))
+        application = asyncio.run(
+            build_app(settings, run_workers=not no_workers and not children, report=report)
+        )
     runtime = application.state.runtime
+    if children and runtime.sandbox_mode:
+        fail(
+            "--worker-processes (TIDINGS_WORKER_PROCESSES) cannot be used with the embedded "
+            "sandbox: it runs in this process, and only this process's workers can send to "
+            "it. Configure Mailgun (MAILGUN_*, or TIDINGS_SANDBOX=false), or leave it at 0."
+        )
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
@@ -131,11 +151,33 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=30,
     )
-    Server(config).run(sockets=[listener])
+    if not children:
+        Server(config).run(sockets=[listener])
+        return
+    from tidings.commands.worker_processes import WorkerProcesses
+
+    workers = WorkerProcesses(children)
+
+    class ServerWithWorkers(Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets=sockets)
+            # Here, not after run(): uvicorn raises the signal that stopped it again once
+            # it has stopped, and that would end this process before its children.
+            await asyncio.to_thread(workers.stop)
+
+    runtime.wake_pipes = workers.start()
+    try:
+        ServerWithWorkers(config).run(sockets=[listener])
+    finally:
+        workers.stop()
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    wake_fd: int = typer.Option(
+        None, "--wake-fd", hidden=True, help="Set by `tidings serve` for its child workers."
+    ),
+) -> None:
     """Run the workers only (dispatcher), sharing the database with API processes."""
     from tidings.config import Settings
     from tidings.logging import configure_logging
@@ -144,7 +186,7 @@ def worker() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
     with database_errors(settings.database_url):
-        asyncio.run(run_worker(settings))
+        asyncio.run(run_worker(settings, wake_fd=wake_fd))
 
 
 @db_app.command("upgrade")

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
         default=None,
         description="Force sandbox mode on or off; unset: on when no Mailgun is configured.",
     )
+    worker_processes: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="`tidings serve`: run the workers in this many child processes "
+        "(0: in the API process).",
+    )
     dispatch_batch: int = Field(default=64, ge=1, le=1000)
     dispatch_concurrency: int = Field(default=32, ge=1, le=512)
     mailgun_batch_size: int = Field(

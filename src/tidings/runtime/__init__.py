@@ -22,6 +22,7 @@ from tidings.domain.network import OutboundPolicy, origin_of, parse_origins
 from tidings.logging import register_provider_secrets
 from tidings.metrics import Metrics
 from tidings.runtime.throttle import Limits, Throttle
+from tidings.runtime.wake import WakePipes
 from tidings.store.database import Database
 from tidings.store.keyring import KeyRing
 from tidings.store.providers import StoredProvider
@@ -87,6 +88,9 @@ class Runtime:
     loops: dict[str, LoopHealth] = field(default_factory=dict)
     # Failed keys per client address and overall (in memory: each process counts its own).
     throttle: Throttle = field(init=False)
+    # Child worker processes of `tidings serve` (TIDINGS_WORKER_PROCESSES) are woken through
+    # these pipes, as this process's own dispatcher is by ``wakeup`` (see runtime/wake.py).
+    wake_pipes: WakePipes = field(default_factory=lambda: WakePipes([]))
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -105,7 +109,10 @@ class Runtime:
         register_provider_secrets(settings)
 
     def wake(self) -> None:
+        """New work is committed: the dispatcher here, and in child worker processes, looks
+        at once instead of at its next idle check."""
         self.wakeup.set()
+        self.wake_pipes.wake()
 
     def network_policy(self) -> OutboundPolicy:
         """The outbound network policy: what the operator set is trusted (MAILGUN_HOST,
