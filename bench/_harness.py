@@ -194,9 +194,29 @@ def stack(
                         stderr=(workdir / f"worker{n}.log").open("wb"),
                     )
                 )
+            if workers or int(tidings_env.get("TIDINGS_WORKER_PROCESSES", "0")):
+                warm_up(running)
             yield running
         finally:
             _stop([*running.workers, server])
+
+
+def warm_up(running: Stack) -> None:
+    """One message through, so that worker processes have started (their render pools too)
+    before anything is measured: a run must not time their start-up."""
+    before = accepted_count(sandbox_stats(running.sandbox_url))
+    answer = httpx.post(
+        f"{running.tidings_url}/send",
+        content=send_body(999_999),
+        headers={**running.headers, "Content-Type": "application/json"},
+        timeout=60,
+    )
+    answer.raise_for_status()
+    asyncio.run(
+        wait_sandbox_accepted(
+            running.sandbox_url, before + 1, label="warm-up", start=before, limit_s=180
+        )
+    )
 
 
 @contextmanager
@@ -228,6 +248,26 @@ def add_database_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-sqlite", action="store_true", help="Skip SQLite.")
     parser.add_argument("--no-postgres", action="store_true", help="Skip PostgreSQL.")
+
+
+def add_worker_processes_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="TIDINGS_WORKER_PROCESSES for `tidings serve`, one run each (0: the workers in "
+        "the API process; 1: in a child process beside it).",
+    )
+
+
+def processes_env(worker_processes: int) -> dict[str, str]:
+    return {"TIDINGS_WORKER_PROCESSES": str(worker_processes)}
+
+
+def mode_key(name: str, worker_processes: int) -> str:
+    """The JSON key of a measurement: ``name``, suffixed with the worker processes if any."""
+    return name if not worker_processes else f"{name}_wp{worker_processes}"
 
 
 def backends(args: argparse.Namespace) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 from typing import Any
 
 import _harness as h
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000, help="per measurement")
     parser.add_argument("--connections", type=int, default=32)
     h.add_database_args(parser)
+    h.add_worker_processes_arg(parser)
     args = parser.parse_args()
     load = h.warn_if_loaded()
     n, c = args.requests, args.connections
@@ -54,25 +56,29 @@ def main() -> None:
     with h.bare_endpoint() as bare_url:
         bare = asyncio.run(measure(bare_url, busy_bodies, c, "bare endpoint"))
     results: dict[str, Any] = {"bare_endpoint": bare.summary()}
-    rows: list[list[object]] = [["bare endpoint", "", bare.summary()["per_s"], *_lat(bare), 1.0]]
+    rows: list[list[object]] = [
+        ["bare endpoint", "", "", bare.summary()["per_s"], *_lat(bare), 1.0]
+    ]
     for backend in h.backends(args):
-        for mode, bodies in (("idle", idle_bodies), ("busy", busy_bodies)):
-            with h.database(backend, args.postgres) as url, h.stack(url) as running:
-                got = asyncio.run(
-                    measure(running.tidings_url, bodies, c, f"{backend}, dispatcher {mode}")
-                )
+        for wp, (mode, bodies) in itertools.product(
+            args.worker_processes, (("idle", idle_bodies), ("busy", busy_bodies))
+        ):
+            label = f"{backend}, dispatcher {mode}" + (f", {wp} worker processes" if wp else "")
+            env = h.processes_env(wp)
+            with h.database(backend, args.postgres) as url, h.stack(url, env=env) as running:
+                got = asyncio.run(measure(running.tidings_url, bodies, c, label))
                 sent = h.accepted_count(h.sandbox_stats(running.sandbox_url))
             summary = {
                 **got.summary(),
                 "sent_by_sandbox_during_load": sent,
                 "ratio_vs_bare": h.ratio(got.rate, bare.rate),
             }
-            results.setdefault(backend, {})[f"dispatcher_{mode}"] = summary
-            rows.append([backend, mode, summary["per_s"], *_lat(got), summary["ratio_vs_bare"]])
+            results.setdefault(backend, {})[h.mode_key(f"dispatcher_{mode}", wp)] = summary
+            rows.append([backend, mode, wp, summary["per_s"], *_lat(got), summary["ratio_vs_bare"]])
     h.console.print(
         h.table(
             f"/send accepted, {n} requests, {c} connections",
-            ["endpoint", "dispatcher", "req/s", "p50 ms", "p99 ms", "× bare"],
+            ["endpoint", "dispatcher", "worker processes", "req/s", "p50 ms", "p99 ms", "× bare"],
             rows,
         )
     )

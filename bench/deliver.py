@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import time
 from typing import Any
 
 import _harness as h
 import httpx
+
+COLUMNS = ["database", "latency ms", "worker processes", "raw loop", "Tidings", "÷ raw"]
+COLUMNS += ["× anymail"]
 
 
 async def raw_loop(sandbox_url: str, n: int, connections: int, label: str) -> dict[str, Any]:
@@ -120,15 +124,20 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 50.0])
     parser.add_argument("--anymail-messages", type=int, default=500, help="0: skip")
     h.add_database_args(parser)
+    h.add_worker_processes_arg(parser)
     args = parser.parse_args()
     load = h.warn_if_loaded()
     n, c = args.messages, args.connections
     results: dict[str, Any] = {}
     rows: list[list[object]] = []
     for backend in h.backends(args):
-        for latency in args.latency_ms:
-            label = f"{backend}, {latency:g} ms"
-            with h.database(backend, args.postgres) as url, h.stack(url, latency_ms=latency) as s:
+        for wp, latency in itertools.product(args.worker_processes, args.latency_ms):
+            label = f"{backend}, {latency:g} ms" + (f", {wp} worker processes" if wp else "")
+            env = h.processes_env(wp)
+            with (
+                h.database(backend, args.postgres) as url,
+                h.stack(url, latency_ms=latency, env=env) as s,
+            ):
                 raw = asyncio.run(raw_loop(s.sandbox_url, n, c, f"{label}, raw loop"))
                 # The raw loop's messages are forgotten: both runs start on an empty sandbox.
                 httpx.delete(f"{s.sandbox_url}/sandbox/api/messages", timeout=60)
@@ -138,9 +147,12 @@ def main() -> None:
                 "tidings": ours,
                 "ratio_vs_raw": h.ratio(ours["per_s"], raw["per_s"]),
             }
-            results.setdefault(backend, {})[f"{latency:g}ms"] = entry
+            results.setdefault(backend, {})[h.mode_key(f"{latency:g}ms", wp)] = entry
             rows.append(
-                [backend, f"{latency:g}", raw["per_s"], ours["per_s"], entry["ratio_vs_raw"], ""]
+                [
+                    *(backend, f"{latency:g}", wp, raw["per_s"], ours["per_s"]),
+                    *(entry["ratio_vs_raw"], ""),
+                ]
             )
     if args.anymail_messages:
         latency = max(args.latency_ms)
@@ -148,16 +160,19 @@ def main() -> None:
             django_rate = anymail(sandbox_url, args.anymail_messages)
         results["django_anymail"] = {"latency_ms": latency, **django_rate}
         for backend in h.backends(args):
-            entry = results[backend][f"{latency:g}ms"]
-            entry["times_django_anymail"] = h.ratio(entry["tidings"]["per_s"], django_rate["per_s"])
-        rows.append(["django-anymail", f"{latency:g}", "", django_rate["per_s"], "", ""])
+            for wp in args.worker_processes:
+                entry = results[backend][h.mode_key(f"{latency:g}ms", wp)]
+                entry["times_django_anymail"] = h.ratio(
+                    entry["tidings"]["per_s"], django_rate["per_s"]
+                )
+        rows.append(["django-anymail", f"{latency:g}", "", "", django_rate["per_s"], "", ""])
         for row in rows:
             if row[1] == f"{latency:g}" and row[0] != "django-anymail":
-                row[5] = f"×{h.ratio(float(str(row[3])), django_rate['per_s'])}"
+                row[6] = f"×{h.ratio(float(str(row[4])), django_rate['per_s'])}"
     h.console.print(
         h.table(
             f"end-to-end delivery, {n} messages, {c} connections (msg/s)",
-            ["database", "latency ms", "raw loop", "Tidings", "÷ raw", "× anymail"],
+            COLUMNS,
             rows,
         )
     )
