@@ -63,6 +63,7 @@ from tidings.store.clock import utcnow
 from tidings.store.database import LISTEN_CHECK_S, Conn
 from tidings.store.status_feed import set_facts
 from tidings.workers import batching, compose, consent, plan
+from tidings.workers.coalesce import Coalescer
 from tidings.workers.ratelimit import Reservation, limiter_for
 from tidings.workers.supervise import Episode, Supervised, bounded, is_fault
 
@@ -123,6 +124,9 @@ class Dispatcher:
         self._unreleased: set[str] = set()
         self._send_faults = Episode(
             "sending", "each message goes back in the queue", loop="dispatcher"
+        )
+        self._suppressions: Coalescer[str, suppressions.Suppression] = Coalescer(
+            self._suppressions_of
         )
 
     # -- the loop -----------------------------------------------------------------------
@@ -1031,8 +1035,12 @@ class Dispatcher:
 
     async def _suppressed(self, address: str) -> suppressions.Suppression | None:
         # Read at the last moment: a bounce may have come in since the batch was loaded.
+        # The sends starting in the same turn of the loop are looked up in one query.
+        return await self._suppressions.get(address.strip().lower())
+
+    async def _suppressions_of(self, addresses: list[str]) -> dict[str, suppressions.Suppression]:
         async with self.rt.db.read() as conn:
-            return await suppressions.get(conn, address)
+            return await suppressions.get_many(conn, addresses)
 
     async def _end(self, row: Any, end: plan.End) -> None:
         updates: dict[str, Any] = {}
