@@ -83,7 +83,10 @@ def main() -> None:
         )
     )
     h.write_result(
-        "accept", {"requests": n, "connections": c, **results}, load, quick=args.requests < 1000
+        "accept",
+        {"requests": n, "connections": c, "worker_processes": args.worker_processes, **results},
+        load,
+        quick=args.requests < 1000,
     )
 
 

@@ -178,7 +178,10 @@ def main() -> None:
     )
     h.write_result(
         "deliver",
-        {"messages": n, "connections": c, "latencies_ms": args.latency_ms, **results},
+        {
+            **{"messages": n, "connections": c, "latencies_ms": args.latency_ms},
+            **{"worker_processes": args.worker_processes, **results},
+        },
         load,
         quick=n < 1000,
     )

@@ -10,6 +10,7 @@ has figures; a missing file is said so. It measures nothing itself.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from typing import Any
 
@@ -24,6 +25,13 @@ def _load(name: str, quick: bool) -> dict[str, Any] | None:
     return data
 
 
+def _wp(worker_processes: int) -> str:
+    """How the row's server ran, if not as one process."""
+    if not worker_processes:
+        return ""
+    return f", `--worker-processes {worker_processes}`"
+
+
 def _when(data: dict[str, Any]) -> str:
     return f"{data['at']}, load {data['load_average_at_start'][0]}"
 
@@ -33,8 +41,10 @@ def rows(quick: bool) -> list[str]:
     dbs = ("sqlite", "postgresql")
     deliver = _load("deliver", quick)
     if deliver:
-        for latency in deliver["latencies_ms"]:
-            key = f"{latency:g}ms"
+        for wp, latency in itertools.product(
+            deliver.get("worker_processes", [0]), deliver["latencies_ms"]
+        ):
+            key = h.mode_key(f"{latency:g}ms", wp)
             cells = []
             for db in dbs:
                 if db in deliver and key in deliver[db]:
@@ -49,24 +59,25 @@ def rows(quick: bool) -> list[str]:
             if latency == max(deliver["latencies_ms"]) and "django_anymail" in deliver:
                 cells.append(f"django-anymail {deliver['django_anymail']['per_s']} msg/s")
             out.append(
-                f"| deliver, sandbox +{latency:g} ms: Tidings / raw loop "
+                f"| deliver, sandbox +{latency:g} ms: Tidings / raw loop{_wp(wp)} "
                 f"({deliver['messages']} messages) | {'; '.join(cells)} | {_when(deliver)} |"
             )
     accept = _load("accept", quick)
     if accept:
         bare = accept["bare_endpoint"]
-        for mode in ("busy", "idle"):
+        for wp, mode in itertools.product(accept.get("worker_processes", [0]), ("busy", "idle")):
             cells = []
             for db in dbs:
-                if db in accept:
-                    e = accept[db][f"dispatcher_{mode}"]
+                if db in accept and h.mode_key(f"dispatcher_{mode}", wp) in accept[db]:
+                    e = accept[db][h.mode_key(f"dispatcher_{mode}", wp)]
                     cells.append(
                         f"{db}: {e['per_s']} req/s (p50 {e['p50_ms']} / p99 {e['p99_ms']} ms) "
                         f"= **{e['ratio_vs_bare']}**"
                     )
             cells.append(f"bare endpoint {bare['per_s']} req/s (p50 {bare['p50_ms']} ms)")
             out.append(
-                f"| `/send` accept rate, dispatcher {mode} ({accept['requests']} requests) | "
+                f"| `/send` accept rate, dispatcher {mode}{_wp(wp)} "
+                f"({accept['requests']} requests) | "
                 f"{'; '.join(cells)} | {_when(accept)} |"
             )
     growth = _load("growth", quick)
@@ -123,8 +134,9 @@ def rows(quick: bool) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="read the *_quick.json files")
+    parser.add_argument("--heading", default="before", help="the figures' column heading")
     args = parser.parse_args()
-    print("| measure | before | run (UTC end; 1-min load at its start) |")
+    print(f"| measure | {args.heading} | run (UTC end; 1-min load at its start) |")
     print("|---|---|---|")
     for row in rows(args.quick):
         print(row)
