@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.base import Executable
 
 from tidings.store import migrate
+from tidings.store.appends import Appends
 from tidings.store.errors import DatabaseUnavailable
 from tidings.store.sqlite_backend import BufferedResult, SqliteBackend, sqlite_pragmas
 
@@ -56,6 +57,35 @@ class Conn(Protocol):
 
 
 Work = Callable[[Conn], Awaitable[Any]]
+
+
+class PgWriteConn:
+    """A PostgreSQL connection in a write transaction: SQLAlchemy's, plus deferred appends
+    (``tidings.store.appends``), written before a statement that must see them or by
+    ``flush`` before the commit."""
+
+    __slots__ = ("_conn", "appends")
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self.appends = Appends()
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._conn.dialect
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        if self.appends:
+            for insert, rows in self.appends.due(statement):
+                await self._conn.execute(insert, rows)
+        return await self._conn.execute(statement, parameters)
+
+    async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
+        return (await self.execute(statement, parameters)).scalar()
+
+    async def flush(self) -> None:
+        for insert, rows in self.appends.take_all():
+            await self._conn.execute(insert, rows)
 
 
 def normalise_url(url: str) -> str:
@@ -196,10 +226,13 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[Conn]:
-        """A transaction that commits on success and rolls back on error."""
+        """A transaction that commits on success and rolls back on error (appended rows,
+        ``tidings.store.appends``, are written just before the commit or dropped)."""
         if self._sqlite is None or self._write_lock is None:
             async with self._pg(begin=True) as conn:
-                yield conn
+                wrapped = PgWriteConn(conn)
+                yield wrapped
+                await wrapped.flush()
             return
         async with self._write_lock:
             writer = self._sqlite.write_conn()

@@ -11,11 +11,13 @@ import base64
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tidings.store.appends import append
 from tidings.store.clock import utcnow
 from tidings.store.database import Conn
 from tidings.store.tables import (
@@ -63,14 +65,19 @@ def _insert_ignore(conn: Conn, table: sa.Table) -> Any:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
-async def insert(conn: Conn, new: list[NewMessage], first_history: list[HistoryEntry]) -> None:
+async def insert(
+    conn: Conn, new: list[NewMessage], first_history: list[HistoryEntry]
+) -> list[SimpleNamespace]:
     """Insert messages with their tags, lists and first history entries (one per message).
 
-    One executemany per table, whatever the count: SQLAlchemy sends them as multi-row
-    INSERTs (``insertmanyvalues``) on both backends, so a list send of many thousands of
-    messages is a handful of statements in the caller's one transaction."""
+    One executemany per table, whatever the count, so a list send of many thousands of
+    messages is a handful of statements in the caller's one transaction. Tags and history
+    are appended (``tidings.store.appends``): the sends of one group commit share those
+    statements.
+
+    Returns each message's detail columns as stored (for ``status_feed.publish_new``)."""
     if not new:
-        return
+        return []
     now = utcnow()
     await conn.execute(
         messages.insert(),
@@ -101,16 +108,35 @@ async def insert(conn: Conn, new: list[NewMessage], first_history: list[HistoryE
     list_rows = [{"message_id": m.id, "list_id": m.list_id} for m in new if m.list_id]
     if list_rows:
         await conn.execute(message_lists.insert(), list_rows)
-    tag_rows = [{"message_id": m.id, "tag": t} for m in new for t in dict.fromkeys(m.tags)]
-    if tag_rows:
-        await conn.execute(message_tags.insert(), tag_rows)
-    await conn.execute(
-        history.insert(),
-        [
-            {"message_id": m.id, "ts": h.ts, "type": h.type, "data": h.data, "event_key": None}
-            for m, h in zip(new, first_history, strict=True)
-        ],
-    )
+    for m in new:
+        for t in dict.fromkeys(m.tags):
+            await append(conn, message_tags, {"message_id": m.id, "tag": t})
+    for m, h in zip(new, first_history, strict=True):
+        await append(
+            conn,
+            history,
+            {"message_id": m.id, "ts": h.ts, "type": h.type, "data": h.data, "event_key": None},
+        )
+    return [
+        SimpleNamespace(
+            id=m.id,
+            status="ENQUEUED",
+            enqueued=now,
+            sent=None,
+            delivered=None,
+            opened=None,
+            clicked=None,
+            recipient=m.recipient,
+            recipient_email=m.recipient_email,
+            event=m.event,
+            error=None,
+            reason=None,
+            hint=None,
+            request_id=m.request_id,
+            trace_id=m.trace_id,
+        )
+        for m in new
+    ]
 
 
 QUEUE_CHANNEL = "tidings_queue"
@@ -194,8 +220,42 @@ async def by_provider_message_id(
     return found[0] if len(found) == 1 else None
 
 
+# UPDATEs built once per set of columns (bound as ``v_<name>``, the row as ``row_id``):
+# the dispatcher and the status feed write a few fixed sets, over and over.
+_UPDATES: dict[tuple[sa.Table, tuple[str, ...]], sa.Update] = {}
+_MAX_UPDATES = 128
+
+
+def update_of(table: sa.Table, names: tuple[str, ...], values: dict[str, Any]) -> sa.Update | None:
+    """The UPDATE of ``table``'s ``names`` columns of the row ``row_id`` (values bound as
+    ``v_<name>``: see :func:`bound`), or None when a value is an SQL expression (then the
+    statement is built per call instead)."""
+    if any(isinstance(value, sa.ClauseElement) for value in values.values()):
+        return None
+    key = (table, names)
+    statement = _UPDATES.get(key)
+    if statement is None:
+        statement = (
+            table.update()
+            .where(table.c.id == sa.bindparam("row_id", type_=table.c.id.type))
+            .values({name: sa.bindparam(f"v_{name}", type_=table.c[name].type) for name in names})
+        )
+        if len(_UPDATES) < _MAX_UPDATES:
+            _UPDATES[key] = statement
+    return statement
+
+
+def bound(row_id: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of an :func:`update_of` statement."""
+    return {"row_id": row_id, **{f"v_{name}": value for name, value in values.items()}}
+
+
 async def update(conn: Conn, message_id: str, **values: Any) -> None:
-    await conn.execute(messages.update().where(messages.c.id == message_id).values(**values))
+    statement = update_of(messages, tuple(values), values)
+    if statement is None:
+        await conn.execute(messages.update().where(messages.c.id == message_id).values(**values))
+    else:
+        await conn.execute(statement, bound(message_id, values))
 
 
 async def add_history(
@@ -207,7 +267,11 @@ async def add_history(
     ts: datetime | None = None,
     event_key: str | None = None,
 ) -> bool:
-    """Append a history entry; with an ``event_key`` a repeat is ignored. True if added."""
+    """Append a history entry; with an ``event_key`` a repeat is ignored. True if added.
+
+    Without an ``event_key`` the entry is appended (``tidings.store.appends``): written
+    with the transaction's other entries in one statement, before the commit or before
+    anything reads or writes history in it, in the order they were added."""
     row = {
         "message_id": message_id,
         "ts": ts or utcnow(),
@@ -216,7 +280,7 @@ async def add_history(
         "event_key": event_key,
     }
     if event_key is None:
-        await conn.execute(history.insert().values(**row))
+        await append(conn, history, row)
         return True
     result = await conn.execute(_HISTORY_ONCE[conn.dialect.name], row)
     return bool(result.rowcount)
@@ -354,17 +418,21 @@ async def release(
     await conn.execute(query.values(**values))
 
 
+_START_ATTEMPT = attempts.insert()
+
+
 async def start_attempt(
     conn: Conn, message_id: str, number: int, base_url: str, request: dict[str, Any]
 ) -> int:
     result = await conn.execute(
-        attempts.insert().values(
-            message_id=message_id,
-            number=number,
-            base_url=base_url,
-            started_at=utcnow(),
-            request=request,
-        )
+        _START_ATTEMPT,
+        {
+            "message_id": message_id,
+            "number": number,
+            "base_url": base_url,
+            "started_at": utcnow(),
+            "request": request,
+        },
     )
     pk = result.inserted_primary_key
     assert pk is not None
@@ -372,9 +440,12 @@ async def start_attempt(
 
 
 async def finish_attempt(conn: Conn, attempt_id: int, **values: Any) -> None:
-    await conn.execute(
-        attempts.update().where(attempts.c.id == attempt_id).values(finished_at=utcnow(), **values)
-    )
+    values = {"finished_at": utcnow(), **values}
+    statement = update_of(attempts, tuple(values), values)
+    if statement is None:
+        await conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(**values))
+    else:
+        await conn.execute(statement, bound(attempt_id, values))
 
 
 async def attempts_of(conn: Conn, message_id: str) -> list[sa.Row[Any]]:

@@ -33,6 +33,8 @@ from sqlalchemy.exc import InvalidRequestError, MultipleResultsFound, NoResultFo
 from sqlalchemy.pool import NullPool, StaticPool
 from sqlalchemy.sql.base import Executable
 
+from tidings.store.appends import Appends, Batch
+
 T = TypeVar("T")
 AnyRow = Row[*tuple[Any, ...]]  # a row of any columns
 log = logging.getLogger("tidings.store.sqlite")
@@ -172,6 +174,12 @@ def execute(conn: Connection, statement: Executable, parameters: Any = None) -> 
     return BufferedResult([], (), result.rowcount, False, ipk)
 
 
+def run_batches(conn: Connection, batches: list[Batch]) -> None:
+    """Write deferred appends (``tidings.store.appends``): one executemany each."""
+    for insert, rows in batches:
+        conn.execute(insert, rows)
+
+
 def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
     if future.done():
         return
@@ -274,15 +282,22 @@ class _Session:
 
 class ThreadConn:
     """What store functions get for SQLite: ``await conn.execute(stmt)`` is one hop to the
-    thread that owns the connection, and returns a fully fetched result."""
+    thread that owns the connection, and returns a fully fetched result.
 
-    __slots__ = ("_call", "_dialect", "used")
+    With ``appends`` (the writer's connection), rows appended to it are collected and go
+    to the thread with the next statement that must see them, or with the commit."""
+
+    __slots__ = ("_call", "_dialect", "appends", "used")
 
     def __init__(
-        self, dialect: Dialect, call: Callable[[Executable, Any], Awaitable[BufferedResult]]
+        self,
+        dialect: Dialect,
+        call: Callable[[Executable, Any, list[Batch]], Awaitable[BufferedResult]],
+        appends: Appends | None = None,
     ) -> None:
         self._dialect = dialect
         self._call = call
+        self.appends = appends
         self.used = False
 
     @property
@@ -291,7 +306,8 @@ class ThreadConn:
 
     async def execute(self, statement: Executable, parameters: Any = None) -> BufferedResult:
         self.used = True
-        return await self._call(statement, parameters)
+        due = self.appends.due(statement) if self.appends else []
+        return await self._call(statement, parameters, due)
 
     async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
         return (await self.execute(statement, parameters)).scalar()
@@ -299,22 +315,30 @@ class ThreadConn:
 
 class InlineConn:
     """The writer's connection seen from a work running on the writer thread itself:
-    ``execute`` runs at once, so awaiting it never suspends."""
+    ``execute`` runs at once, so awaiting it never suspends. Appended rows are collected
+    (``appends``) and written before a statement that must see them, or by ``flush``."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "appends")
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self.appends = Appends()
 
     @property
     def dialect(self) -> Dialect:
         return self._conn.dialect
 
     async def execute(self, statement: Executable, parameters: Any = None) -> BufferedResult:
+        if self.appends:
+            run_batches(self._conn, self.appends.due(statement))
         return execute(self._conn, statement, parameters)
 
     async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
-        return execute(self._conn, statement, parameters).scalar()
+        return (await self.execute(statement, parameters)).scalar()
+
+    def flush(self) -> None:
+        """Write every collected row (before the commit)."""
+        run_batches(self._conn, self.appends.take_all())
 
 
 def drive(work: Callable[[InlineConn], Awaitable[T]], conn: InlineConn) -> T:
@@ -371,40 +395,52 @@ class SqliteBackend:
             self._writer_conn = self.engine.connect()
         return self._writer_conn
 
-    def _write_execute(self, statement: Executable, parameters: Any) -> BufferedResult:
-        return execute(self._wconn(), statement, parameters)
+    def _write_execute(
+        self, statement: Executable, parameters: Any, due: list[Batch]
+    ) -> BufferedResult:
+        conn = self._wconn()
+        run_batches(conn, due)
+        return execute(conn, statement, parameters)
 
     def write_conn(self) -> ThreadConn:
-        def call(statement: Executable, parameters: Any) -> Awaitable[BufferedResult]:
-            return self.writer.call(self._write_execute, statement, parameters)
+        def call(
+            statement: Executable, parameters: Any, due: list[Batch]
+        ) -> Awaitable[BufferedResult]:
+            return self.writer.call(self._write_execute, statement, parameters, due)
 
-        return ThreadConn(self.dialect, call)
+        return ThreadConn(self.dialect, call, Appends())
 
-    def _end(self, commit: bool) -> None:
-        conn = self._writer_conn
+    def _end(self, commit: bool, due: list[Batch]) -> None:
+        if not commit:
+            if self._writer_conn is not None:
+                self._writer_conn.rollback()
+            return
+        conn = self._wconn() if due else self._writer_conn
         if conn is None:
             return
-        if not commit:
-            conn.rollback()
-            return
         try:
+            run_batches(conn, due)
             conn.commit()
         except BaseException:
             conn.rollback()
             raise
 
     async def end(self, conn: ThreadConn, *, commit: bool) -> None:
-        """Commit (or roll back) the transaction that ``conn``'s statements began."""
-        if conn.used:
-            await self.writer.call(self._end, commit)
+        """Commit (or roll back) the transaction that ``conn``'s statements began; its
+        collected appends are written first, in the same hop, or dropped."""
+        due = conn.appends.take_all() if conn.appends is not None else []
+        if conn.used or (commit and due):
+            await self.writer.call(self._end, commit, due if commit else [])
 
     def _group(self, works: list[GroupWork]) -> list[Outcome]:
         conn = self._wconn()
         inline = InlineConn(conn)
         try:
             results = [ctx.run(drive, work, inline) for work, ctx in works]
+            inline.flush()
             conn.commit()
         except Exception:
+            inline.appends.clear()  # the rows of the failed group go with it
             conn.rollback()
         else:
             return [(True, result) for result in results]
@@ -413,8 +449,10 @@ class SqliteBackend:
         for work, ctx in works:
             try:
                 result = ctx.run(drive, work, inline)
+                inline.flush()
                 conn.commit()
             except Exception as exc:
+                inline.appends.clear()
                 conn.rollback()
                 outcomes.append((False, exc))
             else:
@@ -452,7 +490,7 @@ class SqliteBackend:
     def read_session(self) -> tuple[ThreadConn, _Session]:
         session = _Session(self)
 
-        def call(statement: Executable, parameters: Any) -> Awaitable[BufferedResult]:
+        def call(statement: Executable, parameters: Any, _due: Any) -> Awaitable[BufferedResult]:
             return self.readers.call(session.execute, statement, parameters)
 
         return ThreadConn(self.dialect, call), session

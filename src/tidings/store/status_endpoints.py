@@ -13,11 +13,14 @@ A delivery row is in one of three states:
 
 from __future__ import annotations
 
+import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 from tidings.ids import new_id
 from tidings.store.clock import utcnow
@@ -54,9 +57,50 @@ def _endpoint(row: sa.Row[Any]) -> Endpoint:
 
 # -- endpoints ------------------------------------------------------------------------------
 
+# How long this process trusts the enabled endpoints it read (seconds): another process's
+# change (an endpoint created, disabled, deleted) is seen within this long.
+ENABLED_TTL_S = 1.0
+_ENABLED = sa.select(status_endpoints.c.id).where(status_endpoints.c.enabled.is_(True))
+# Per database (its dialect object is its engine's, one per Database): read at, the ids.
+_enabled_cache: weakref.WeakKeyDictionary[Dialect, tuple[float, list[str]]] = (
+    weakref.WeakKeyDictionary()
+)
+# Until then nothing is cached: a write here may not be committed yet when it is made.
+_uncached_until = 0.0
+
+
+async def enabled_ids(conn: Conn) -> list[str]:
+    """The enabled endpoints' ids, which every status event is queued for.
+
+    Read on every status change (twice per delivered message), and they seldom change: so
+    they are kept in this process for ``ENABLED_TTL_S``, per database. A write to the
+    endpoints in this process (``create``, ``update``, ``delete``) drops what is kept at
+    once and keeps nothing for the next ``ENABLED_TTL_S`` (its transaction may commit a
+    little later than the statement runs): reads then see it as soon as it is committed,
+    as without the cache. Another process's change is seen within ``ENABLED_TTL_S``,
+    like a change committed while a status change was being written always could be
+    missed; its deliveries are queued from then on."""
+    now = time.monotonic()
+    dialect = conn.dialect
+    kept = _enabled_cache.get(dialect)
+    if kept is not None and now - kept[0] < ENABLED_TTL_S:
+        return kept[1]
+    ids = list((await conn.execute(_ENABLED)).scalars())
+    if now >= _uncached_until:
+        _enabled_cache[dialect] = (now, ids)
+    return ids
+
+
+def _changed() -> None:
+    """Endpoints are being written in this process: forget the enabled ones."""
+    global _uncached_until
+    _enabled_cache.clear()
+    _uncached_until = time.monotonic() + ENABLED_TTL_S
+
 
 async def create(conn: Conn, *, url: str, secret: str, enabled: bool) -> Endpoint:
     endpoint = Endpoint(new_id("we_"), url, secret, enabled, utcnow())
+    _changed()
     await conn.execute(
         status_endpoints.insert().values(
             id=endpoint.id,
@@ -86,6 +130,7 @@ async def list_all(conn: Conn) -> list[Endpoint]:
 async def update(conn: Conn, endpoint_id: str, **values: Any) -> Endpoint | None:
     """Set ``values`` (url, secret, enabled) on the endpoint; None if there is no such one."""
     if values:
+        _changed()
         await conn.execute(
             status_endpoints.update().where(status_endpoints.c.id == endpoint_id).values(**values)
         )
@@ -95,6 +140,7 @@ async def update(conn: Conn, endpoint_id: str, **values: Any) -> Endpoint | None
 async def delete(conn: Conn, endpoint_id: str) -> bool:
     # Deliveries go with the endpoint: explicitly, so it does not depend on the backend
     # enforcing ON DELETE CASCADE.
+    _changed()
     await conn.execute(
         status_deliveries.delete().where(status_deliveries.c.endpoint_id == endpoint_id)
     )

@@ -7,6 +7,7 @@ enabled outbound status endpoint: nothing a subscriber should hear about can be 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,10 +15,13 @@ import sqlalchemy as sa
 
 from tidings.domain.status import StatusFacts, merge
 from tidings.store import facts as facts_codec
+from tidings.store import status_endpoints
+from tidings.store.appends import append
 from tidings.store.clock import utcnow
 from tidings.store.database import Conn
 from tidings.store.details import message_details
-from tidings.store.tables import messages, status_deliveries, status_endpoints, status_events
+from tidings.store.messages import bound, update_of
+from tidings.store.tables import messages, status_deliveries, status_events
 
 # What a status event carries (``message_details``): never the payload, which can be large.
 _DETAIL_COLUMNS = [
@@ -44,30 +48,13 @@ _DETAIL_COLUMNS = [
 
 # Statements built once: SQLAlchemy then reuses each one's cache key and compiled form
 # instead of building, keying and looking up a new statement per write.
-_UPDATES: dict[tuple[str, ...], sa.Update] = {}
-_MAX_UPDATES = 64
-_INSERT_EVENTS = status_events.insert()
-_INSERT_DELIVERIES = status_deliveries.insert()
-_ENABLED_ENDPOINTS = sa.select(status_endpoints.c.id).where(status_endpoints.c.enabled.is_(True))
-
-
-def _update_of(names: tuple[str, ...], values: dict[str, Any]) -> sa.Update | None:
-    """The UPDATE of a message's ``names`` columns (bound as ``v_<name>``, the message as
-    ``m_id``), or None when a value is an SQL expression (built per call instead)."""
-    if any(isinstance(value, sa.ClauseElement) for value in values.values()):
-        return None
-    update = _UPDATES.get(names)
-    if update is None:
-        update = (
-            messages.update()
-            .where(messages.c.id == sa.bindparam("m_id", type_=messages.c.id.type))
-            .values(
-                {name: sa.bindparam(f"v_{name}", type_=messages.c[name].type) for name in names}
-            )
-        )
-        if len(_UPDATES) < _MAX_UPDATES:
-            _UPDATES[names] = update
-    return update
+_CURRENT = sa.select(messages.c.facts, *_DETAIL_COLUMNS).where(
+    messages.c.id == sa.bindparam("message_id", type_=messages.c.id.type)
+)
+_CURRENT_LOCKED = _CURRENT.with_for_update()
+_DETAILS = sa.select(*_DETAIL_COLUMNS).where(
+    messages.c.id == sa.bindparam("message_id", type_=messages.c.id.type)
+)
 
 
 async def set_facts(conn: Conn, row: sa.Row[Any], facts: StatusFacts, **extra: Any) -> str | None:
@@ -98,20 +85,14 @@ async def _set_facts(
     if fresh and conn.dialect.name == "sqlite":
         stored = row
     else:
-        stored = (
-            await conn.execute(
-                sa.select(messages.c.facts, *_DETAIL_COLUMNS)
-                .where(messages.c.id == row.id)
-                .with_for_update()
-            )
-        ).one()
+        stored = (await conn.execute(_CURRENT_LOCKED, {"message_id": row.id})).one()
     columns = facts_codec.columns(merge(facts_codec.load(stored.facts), facts))
     values = {**columns, **extra}
-    update = _update_of(tuple(values), values)
+    update = update_of(messages, tuple(values), values)
     if update is None:
         await conn.execute(messages.update().where(messages.c.id == row.id).values(**values))
     else:
-        await conn.execute(update, {"m_id": row.id, **{f"v_{k}": v for k, v in values.items()}})
+        await conn.execute(update, bound(row.id, values))
     if columns["status"] == stored.status:
         return None
     changed = {**columns, **extra}
@@ -126,15 +107,17 @@ async def _set_facts(
 
 async def publish(conn: Conn, message_id: str) -> None:
     """Record the message's current state as a status event and queue it for endpoints."""
-    current = (
-        await conn.execute(sa.select(*_DETAIL_COLUMNS).where(messages.c.id == message_id))
-    ).one()
+    current = (await conn.execute(_DETAILS, {"message_id": message_id})).one()
     await _publish(conn, message_id, current)
 
 
-async def publish_new(conn: Conn, ids: list[str]) -> None:
-    """The first status event (ENQUEUED) of messages just inserted, in one go."""
-    rows = list(await conn.execute(sa.select(*_DETAIL_COLUMNS).where(messages.c.id.in_(ids))))
+async def publish_new(conn: Conn, ids: list[str], rows: Sequence[Any] | None = None) -> None:
+    """The first status event (ENQUEUED) of messages just inserted, in one go.
+
+    ``rows``: what ``messages.insert`` returned for them (their detail columns), which is
+    what is stored; without it they are read back."""
+    if rows is None:
+        rows = list(await conn.execute(sa.select(*_DETAIL_COLUMNS).where(messages.c.id.in_(ids))))
     await _publish_many(conn, rows)
 
 
@@ -143,35 +126,35 @@ async def _publish(conn: Conn, message_id: str, current: Any) -> None:
     await _publish_many(conn, [current])
 
 
-async def _publish_many(conn: Conn, rows: list[Any]) -> None:
+async def _publish_many(conn: Conn, rows: Sequence[Any]) -> None:
+    """The events and deliveries are appended (``tidings.store.appends``): written with the
+    transaction's others in one statement per table, in order, before the commit."""
     if not rows:
         return
     now = utcnow()
     details = [message_details(row) for row in rows]
-    await conn.execute(
-        _INSERT_EVENTS,
-        [{"message_id": d["id"], "status": d["status"], "ts": now, "details": d} for d in details],
-    )
-    endpoint_ids = list((await conn.execute(_ENABLED_ENDPOINTS)).scalars())
-    if endpoint_ids:
-        await conn.execute(
-            _INSERT_DELIVERIES,
-            [
+    for d in details:
+        await append(
+            conn,
+            status_events,
+            {"message_id": d["id"], "status": d["status"], "ts": now, "details": d},
+        )
+    endpoint_ids = await status_endpoints.enabled_ids(conn)
+    for d in details:
+        body = {"type": "message:updated", "data": {**d, "recipientId": d["recipient"]}}
+        for endpoint_id in endpoint_ids:
+            await append(
+                conn,
+                status_deliveries,
                 {
                     "endpoint_id": endpoint_id,
                     "message_id": d["id"],
-                    "body": {
-                        "type": "message:updated",
-                        "data": {**d, "recipientId": d["recipient"]},
-                    },
+                    "body": body,
                     "attempts": 0,
                     "next_attempt_at": now,
                     "created": now,
-                }
-                for d in details
-                for endpoint_id in endpoint_ids
-            ],
-        )
+                },
+            )
 
 
 async def events_after(
