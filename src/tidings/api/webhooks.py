@@ -19,19 +19,21 @@ from __future__ import annotations
 import time
 import weakref
 from datetime import datetime
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from tidings.providers.base import Refusal
+from tidings.providers.base import Provider, ProviderSettings, Refusal
 from tidings.providers.registry import Providers, UnknownProvider
 from tidings.runtime import Runtime
 from tidings.store import events as event_store
 from tidings.store import poll_cursors, providers
 from tidings.store.clock import utcnow
 from tidings.store.database import Conn, Database
+from tidings.store.providers import StoredProvider
 
 router = APIRouter(tags=["webhooks"])
 log = structlog.get_logger("tidings.webhooks")
@@ -44,6 +46,29 @@ NOTE_EVERY_S = 1.0
 _noted: weakref.WeakKeyDictionary[Database, dict[tuple[str, str], float]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+# The parsed settings of each configuration webhooks came for, with the stored settings they
+# were parsed from: the row is still read for every webhook (a changed signing key counts
+# at once), only the pydantic validation of an unchanged one is skipped.
+# Keyed by (provider key, configuration id); a few configurations at most, bounded anyway.
+_parsed: dict[tuple[str, str], tuple[dict[str, Any], ProviderSettings]] = {}
+_PARSED_MAX = 256
+_OK = b'{"message":"ok"}'
+
+
+def _settings_of(impl: Provider, stored: StoredProvider) -> ProviderSettings:
+    """``impl.parse_settings(stored.settings)``, parsed again only when they changed; raises
+    pydantic's ValidationError like it."""
+    key = (stored.provider, stored.id)
+    known = _parsed.get(key)
+    if known is not None and known[0] == stored.settings:
+        return known[1]
+    settings = impl.parse_settings(stored.settings)
+    if len(_parsed) >= _PARSED_MAX:
+        _parsed.clear()
+    _parsed[key] = (dict(stored.settings), settings)
+    return settings
 
 
 def _note_due(db: Database, cursor: tuple[str, str]) -> datetime | None:
@@ -61,7 +86,7 @@ def _refuse(rt: Runtime, status: int, code: str, message: str, **context: object
 
 
 @router.post("/webhooks/{provider_key}/{token}", include_in_schema=False)
-async def provider_webhook(provider_key: str, token: str, request: Request) -> JSONResponse:
+async def provider_webhook(provider_key: str, token: str, request: Request) -> Response:
     # Not Depends(runtime): a plain function as a dependency costs a trip to a thread.
     rt: Runtime = request.app.state.runtime
     async with rt.db.read() as conn:
@@ -72,7 +97,7 @@ async def provider_webhook(provider_key: str, token: str, request: Request) -> J
     live: Providers = request.app.state.providers
     try:
         impl = live.get(stored.provider)
-        settings = impl.parse_settings(stored.settings)
+        settings = _settings_of(impl, stored)
     except (UnknownProvider, ValidationError) as exc:
         return _refuse(rt, 406, "bad-configuration", str(exc), provider=stored.id)
     if impl.webhooks is None:
@@ -132,4 +157,4 @@ async def provider_webhook(provider_key: str, token: str, request: Request) -> J
         duplicate=not recorded.new,
         status=recorded.status,
     )
-    return JSONResponse({"message": "ok"})
+    return Response(_OK, media_type="application/json")
