@@ -1,9 +1,11 @@
 """Providers' signed webhooks (Mailgun's), received at each configuration's unguessable
 URL, ``/webhooks/<provider key>/<token>``; the provider's webhook reader verifies and parses.
 
-Every check happens before anything is written: the signature (with the configuration's
-signing key; none configured → refused, never fail open), the timestamp window, the domain,
-and replay (a token is accepted once). A refusal answers 406 (Mailgun stops retrying) or 401
+Every check happens before anything is written, in the transaction that then records the
+webhook (the configuration is read there too: one trip to the database per webhook): the
+URL's configuration, the signature (with the configuration's signing key; none configured →
+refused, never fail open), the timestamp window, the domain, and replay (a token is
+accepted once). A refusal answers 406 (Mailgun stops retrying) or 401
 (a key problem Mailgun should keep retrying through while someone fixes it) and changes
 nothing.
 
