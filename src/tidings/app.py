@@ -230,9 +230,9 @@ def create_app(
 
     api_errors.document(app, models=[SendRequest])
     # Added last, so outermost: the request id and the JSON answer for anything unforeseen
-    # wrap everything else, size limits included. The sandbox keeps Mailgun's own limits.
-    app.add_middleware(guard.BodyGuard, limits=body_limits(settings))
-    app.add_middleware(guard.RequestGuard)
+    # wrap everything else, size limits included (one layer, one pass over the headers).
+    # The sandbox keeps Mailgun's own limits.
+    app.add_middleware(guard.RequestGuard, limits=body_limits(settings))
 
     # Sandbox mode is decided before serving (it needs the database), see `build_app`.
     app.state.mount_sandbox = lambda webhook_url, provider: _mount_sandbox(

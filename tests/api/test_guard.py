@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tidings.api.guard import BodyLimits, json_problem
+import re
+
+from tidings.api.guard import BodyLimits, RequestIds, json_problem
 
 LIMITS = BodyLimits(
     default=100,
@@ -34,3 +36,22 @@ def test_json_problem_names_the_field_and_leaves_non_json_to_the_route() -> None
     assert json_problem(b'{"ok": "\\ud83d\\udc4b"}') is None
     assert json_problem(b"key=value&x=1") is None  # a form: not this check's business
     assert json_problem(b"{not json") is None  # the route says what it expected
+
+
+def test_json_problem_looks_closely_at_whatever_its_byte_scan_does_not_clear() -> None:
+    # The scan clears most bodies without parsing them; each of these it must not clear.
+    assert json_problem(b"[" * 64 + b"]" * 64) is None
+    assert "nested deeper than 64" in (json_problem(b"[" * 65 + b"]" * 65) or "")
+    assert "lone surrogate" in (json_problem(b'{"a": "\\uD800"}') or "")
+    assert "lone surrogate" in (json_problem(b'{"a": "\xed\xa0\x80"}') or "")  # raw, UTF-8
+    assert "NUL" in (json_problem('{"a": "\\u0000"}'.encode("utf-16-le")) or "")
+    assert "a key that" in (json_problem(b'{"k\\u0000": 1}') or "")
+    # Brackets and escapes inside strings only make it look closer: still fine.
+    assert json_problem(b'{"a": "' + b"[" * 100 + b'", "b": "\\\\u0000 \\u00e9"}') is None
+
+
+def test_request_ids_have_the_format_of_ids_and_do_not_repeat() -> None:
+    ids = RequestIds()
+    made = [ids.new() for _ in range(1000)]
+    assert len(set(made)) == 1000
+    assert all(re.fullmatch(r"req_[0-9a-f]{32}", i) for i in made)

@@ -1,9 +1,11 @@
 """Providers' signed webhooks (Mailgun's), received at each configuration's unguessable
 URL, ``/webhooks/<provider key>/<token>``; the provider's webhook reader verifies and parses.
 
-Every check happens before anything is written: the signature (with the configuration's
-signing key; none configured → refused, never fail open), the timestamp window, the domain,
-and replay (a token is accepted once). A refusal answers 406 (Mailgun stops retrying) or 401
+Every check happens before anything is written, in the transaction that then records the
+webhook (the configuration is read there too: one trip to the database per webhook): the
+URL's configuration, the signature (with the configuration's signing key; none configured →
+refused, never fail open), the timestamp window, the domain, and replay (a token is
+accepted once). A refusal answers 406 (Mailgun stops retrying) or 401
 (a key problem Mailgun should keep retrying through while someone fixes it) and changes
 nothing.
 
@@ -18,20 +20,24 @@ from __future__ import annotations
 
 import time
 import weakref
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from tidings.providers.base import Refusal
+from tidings.domain.events import DeliveryEvent
+from tidings.providers.base import Provider, ProviderSettings, Refusal
 from tidings.providers.registry import Providers, UnknownProvider
 from tidings.runtime import Runtime
 from tidings.store import events as event_store
 from tidings.store import poll_cursors, providers
 from tidings.store.clock import utcnow
 from tidings.store.database import Conn, Database
+from tidings.store.providers import StoredProvider
 
 router = APIRouter(tags=["webhooks"])
 log = structlog.get_logger("tidings.webhooks")
@@ -44,6 +50,29 @@ NOTE_EVERY_S = 1.0
 _noted: weakref.WeakKeyDictionary[Database, dict[tuple[str, str], float]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+# The parsed settings of each configuration webhooks came for, with the stored settings they
+# were parsed from: the row is still read for every webhook (a changed signing key counts
+# at once), only the pydantic validation of an unchanged one is skipped.
+# Keyed by (provider key, configuration id); a few configurations at most, bounded anyway.
+_parsed: dict[tuple[str, str], tuple[dict[str, Any], ProviderSettings]] = {}
+_PARSED_MAX = 256
+_OK = b'{"message":"ok"}'
+
+
+def _settings_of(impl: Provider, stored: StoredProvider) -> ProviderSettings:
+    """``impl.parse_settings(stored.settings)``, parsed again only when they changed; raises
+    pydantic's ValidationError like it."""
+    key = (stored.provider, stored.id)
+    known = _parsed.get(key)
+    if known is not None and known[0] == stored.settings:
+        return known[1]
+    settings = impl.parse_settings(stored.settings)
+    if len(_parsed) >= _PARSED_MAX:
+        _parsed.clear()
+    _parsed[key] = (dict(stored.settings), settings)
+    return settings
 
 
 def _note_due(db: Database, cursor: tuple[str, str]) -> datetime | None:
@@ -60,76 +89,101 @@ def _refuse(rt: Runtime, status: int, code: str, message: str, **context: object
     return JSONResponse({"message": message, "type": "invalid_request_error"}, status_code=status)
 
 
-@router.post("/webhooks/{provider_key}/{token}", include_in_schema=False)
-async def provider_webhook(provider_key: str, token: str, request: Request) -> JSONResponse:
-    # Not Depends(runtime): a plain function as a dependency costs a trip to a thread.
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    status: int
+    code: str
+    message: str
+    provider_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Ingested:
+    stored: StoredProvider
+    event: DeliveryEvent
+    recorded: event_store.Recorded
+    cursor: tuple[str, str]
+    noted: bool
+
+
+async def provider_webhook(request: Request) -> Response:
+    # A plain Starlette route, not a FastAPI one: the busiest route has no parameters to
+    # validate or dependencies to solve, and FastAPI's machinery for them (per request) cost
+    # more than the route's own work. Path parameters are plain strings either way.
+    provider_key: str = request.path_params["provider_key"]
+    url_token: str = request.path_params["token"]
     rt: Runtime = request.app.state.runtime
-    async with rt.db.read() as conn:
-        stored = await providers.by_webhook_token(conn, token)
-    if stored is None or stored.provider != provider_key:
-        # Not a URL this server gave out: the provider should stop trying it.
-        return _refuse(rt, 406, "unknown-url", "no provider configuration has this webhook URL")
     live: Providers = request.app.state.providers
-    try:
-        impl = live.get(stored.provider)
-        settings = impl.parse_settings(stored.settings)
-    except (UnknownProvider, ValidationError) as exc:
-        return _refuse(rt, 406, "bad-configuration", str(exc), provider=stored.id)
-    if impl.webhooks is None:
-        return _refuse(rt, 406, "unknown-url", f"{impl.name} posts no webhooks", provider=stored.id)
     # At most TIDINGS_MAX_WEBHOOK_BODY_BYTES, refused (413) while it streamed in, and JSON
     # checked for depth and text (tidings.api.guard).
     body = await request.body()
-    read = impl.webhooks.read(
-        settings,
-        body,
-        request.headers.get("content-type", ""),
-        now=time.time(),
-        window_s=rt.settings.webhook_window_s,
-    )
-    if isinstance(read, Refusal):
-        return _refuse(rt, read.http_status, read.code, read.message, provider=stored.id)
-    config = settings.to_config()
-    cursor = (config.target, config.domain or "")
-    note = _note_due(rt.db, cursor)
-    event, token = read.event, read.token
+    content_type = request.headers.get("content-type", "")
+    now = time.time()
 
-    async def ingest(conn: Conn) -> event_store.Recorded | None:
-        # Touches only the database: on SQLite it shares a transaction with the other
-        # writes arriving now, and is run again alone if a neighbour fails.
-        if not await event_store.accept_token_once(conn, token):
-            return None  # a replay: this transaction only tried to insert the token
-        recorded = await event_store.record_event(
-            conn, event, source="webhook", provider_id=stored.id, provider_key=stored.provider
+    async def ingest(conn: Conn) -> _Ingested | _Refused:
+        # Touches only the database and this webhook: on SQLite it shares a transaction
+        # with the other writes arriving now, and is run again alone if a neighbour fails.
+        # The configuration is read in the same transaction as everything else (one trip to
+        # the database instead of two), and every check is made before anything is written:
+        # a refusal writes nothing.
+        stored = await providers.by_webhook_token(conn, url_token)
+        if stored is None or stored.provider != provider_key:
+            # Not a URL this server gave out: the provider should stop trying it.
+            return _Refused(406, "unknown-url", "no provider configuration has this webhook URL")
+        try:
+            impl = live.get(stored.provider)
+            settings = _settings_of(impl, stored)
+        except (UnknownProvider, ValidationError) as exc:
+            return _Refused(406, "bad-configuration", str(exc), stored.id)
+        if impl.webhooks is None:
+            return _Refused(406, "unknown-url", f"{impl.name} posts no webhooks", stored.id)
+        read = impl.webhooks.read(
+            settings, body, content_type, now=now, window_s=rt.settings.webhook_window_s
         )
+        if isinstance(read, Refusal):
+            return _Refused(read.http_status, read.code, read.message, stored.id)
+        if not await event_store.accept_token_once(conn, read.token):
+            # A replay: this transaction only tried to insert the token.
+            return _Refused(406, "replayed", "webhook token was already used (a replay)", stored.id)
+        recorded = await event_store.record_event(
+            conn, read.event, source="webhook", provider_id=stored.id, provider_key=stored.provider
+        )
+        config = settings.to_config()
+        cursor = (config.target, config.domain or "")
+        note = _note_due(rt.db, cursor)
         if note is not None:
             await poll_cursors.note_webhook(
                 conn, *cursor, note, quiet_s=rt.settings.poll_auto_quiet_s
             )
-        return recorded
+        return _Ingested(stored, read.event, recorded, cursor, note is not None)
 
     # Either way this returns once committed: the 200 below promises the webhook is durable.
     # SQLite has one writer: webhooks arriving together share its transactions (group
     # commit, the whole group in one trip to its thread). PostgreSQL takes concurrent
     # transactions, which measured faster than a group's statements one after another.
     if rt.db.is_sqlite:
-        recorded = await rt.db.grouped(ingest)
+        outcome = await rt.db.grouped(ingest)
     else:
         async with rt.db.write() as conn:
-            recorded = await ingest(conn)
-    if recorded is None:
-        return _refuse(
-            rt, 406, "replayed", "webhook token was already used (a replay)", provider=stored.id
-        )
-    if note is not None:
-        _noted.setdefault(rt.db, {})[cursor] = time.monotonic()
-    rt.metrics.events.labels(event.kind.value, "webhook").inc()
+            outcome = await ingest(conn)
+    if isinstance(outcome, _Refused):
+        context = {"provider": outcome.provider_id} if outcome.provider_id else {}
+        return _refuse(rt, outcome.status, outcome.code, outcome.message, **context)
+    if outcome.noted:
+        _noted.setdefault(rt.db, {})[outcome.cursor] = time.monotonic()
+    recorded = outcome.recorded
+    rt.metrics.events.labels(outcome.event.kind.value, "webhook").inc()
     log.info(
         "webhook accepted",
-        provider=stored.id,
-        event_kind=read.event.kind.value,
+        provider=outcome.stored.id,
+        event_kind=outcome.event.kind.value,
         message_id=recorded.message_id,
         duplicate=not recorded.new,
         status=recorded.status,
     )
-    return JSONResponse({"message": "ok"})
+    return Response(_OK, media_type="application/json")
+
+
+router.add_route(
+    "/webhooks/{provider_key}/{token}", provider_webhook, methods=["POST"], include_in_schema=False
+)

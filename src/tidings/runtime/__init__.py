@@ -132,6 +132,8 @@ class Runtime:
         )
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
+    """The route dependency: ``async`` so that FastAPI calls it on the event loop (a plain
+    function would cost every request a trip to its threadpool and back)."""
     rt: Runtime = request.app.state.runtime
     return rt

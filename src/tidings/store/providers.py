@@ -84,10 +84,12 @@ async def get(conn: Conn, provider_id: str) -> StoredProvider | None:
     return _row(row) if row else None
 
 
+# Built once: every webhook looks its configuration up (its cache key and compiled form reused).
+_BY_WEBHOOK_TOKEN = sa.select(providers).where(providers.c.webhook_token == sa.bindparam("token"))
+
+
 async def by_webhook_token(conn: Conn, token: str) -> StoredProvider | None:
-    row = (
-        await conn.execute(sa.select(providers).where(providers.c.webhook_token == token))
-    ).first()
+    row = (await conn.execute(_BY_WEBHOOK_TOKEN, {"token": token})).first()
     return _row(row) if row else None
 
 

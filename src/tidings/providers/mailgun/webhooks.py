@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
+
 from tidings.domain.events import DeliveryEvent
 from tidings.providers.mailgun.events import (
     EventParseError,
@@ -132,9 +134,19 @@ def verify_signature(signing_key: str, timestamp: str, token: str, signature: st
     return hmac.compare_digest(expected.encode(), signature.strip().encode())
 
 
+def _loads(body: bytes) -> Any:
+    """orjson first (the ingest path parses every webhook); what it refuses and json takes
+    (integers beyond 64 bits, NaN, UTF-16 text) still parses as before, and json's error
+    says why the rest is not JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def _parse_json(body: bytes) -> ParsedWebhook:
     try:
-        data = json.loads(body)
+        data = _loads(body)
     except ValueError as exc:
         raise WebhookParseError(f"webhook body is not JSON: {exc}") from exc
     if not isinstance(data, dict):
