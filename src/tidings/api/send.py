@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +22,7 @@ from tidings.api.expansion import Target, expand_recipients, is_grouped
 from tidings.api.schemas import SendRequest, SendResponse
 from tidings.errors import BadRequest
 from tidings.ids import new_id
-from tidings.runtime import Runtime, runtime
+from tidings.runtime import Runtime
 from tidings.store import idempotency
 from tidings.store.clock import utcnow
 from tidings.store.lazy_read import LazyRead
@@ -52,10 +52,12 @@ _known_provider_keys = accept.known_provider_keys
 )
 async def send(
     request: Request,
-    rt: Runtime = Depends(runtime),
     idempotency_key: str | None = Header(default=None),
     x_idempotency_expiration: str | None = Header(default=None),
 ) -> Response:
+    # Not Depends(runtime): FastAPI runs a plain-function dependency on a worker thread,
+    # a thread hop per request for one attribute read.
+    rt: Runtime = request.app.state.runtime
     # Its size (TIDINGS_MAX_SEND_BODY_BYTES), depth and text were checked on the way in
     # (tidings.api.guard), before it was read.
     raw = await request.body()

@@ -16,10 +16,14 @@ Freshness, the promise to callers:
   behind once it commits.
 * A change made by another process (``tidings serve`` and ``tidings worker`` sharing a
   PostgreSQL database) is seen within :data:`CACHE_S` seconds.
+
+When the value is due to be read again, the requests that want it meanwhile wait for the
+one read under way instead of each reading it (they arrive together under load).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 import weakref
@@ -43,6 +47,10 @@ class DefaultCache(Generic[T]):
         self._entries: weakref.WeakKeyDictionary[Dialect, tuple[float, T]] = (
             weakref.WeakKeyDictionary()
         )
+        # The read under way per database, and the generation it began in.
+        self._reading: weakref.WeakKeyDictionary[Dialect, tuple[int, asyncio.Future[T]]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._generation = 0
         self._held_until = 0.0
 
@@ -55,16 +63,34 @@ class DefaultCache(Generic[T]):
     async def get(self, conn: Conn, read: Callable[[Conn], Awaitable[T]]) -> T:
         """The cached value for ``conn``'s database, else ``read(conn)`` (then cached). The
         caller gets its own copy: changing it changes nothing cached."""
+        key = conn.dialect
         now = time.monotonic()
-        entry = self._entries.get(conn.dialect)
+        entry = self._entries.get(key)
         if entry is not None and now - entry[0] < self._ttl_s:
             return copy.deepcopy(entry[1])
         generation = self._generation
-        value = await read(conn)
+        under_way = self._reading.get(key)
+        if under_way is not None and under_way[0] == generation:
+            await asyncio.wait([under_way[1]])
+            if not under_way[1].cancelled() and under_way[1].exception() is None:
+                return copy.deepcopy(under_way[1].result())
+            # That read failed (its connection's trouble, or its request gave up): read here.
+        reading: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._reading[key] = (generation, reading)
+        try:
+            value = await read(conn)
+        except BaseException:
+            reading.cancel()
+            raise
+        finally:
+            if self._reading.get(key, (0, None))[1] is reading:
+                del self._reading[key]
+        pristine = copy.deepcopy(value)
+        reading.set_result(pristine)
         # Not when a write of this process came in between (its value may not be the one
         # read), nor while the last write's transaction may still be committing.
         if generation == self._generation and now >= self._held_until:
-            self._entries[conn.dialect] = (now, copy.deepcopy(value))
+            self._entries[key] = (now, pristine)
         return value
 
 
