@@ -11,9 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from tidings.api import send_commit
-from tidings.store import idempotency, requests
+from tidings.store import idempotency, requests, status_feed
 from tidings.store import messages as store
-from tidings.store import status_feed
 from tidings.store.clock import utcnow
 from tidings.store.database import Database
 
