@@ -5,8 +5,9 @@ a request id), its messages with their tags and first history entries, their fir
 events, and a queue notification. Written one request at a time that was about seven
 statements per request even inside a group commit, each a round trip to PostgreSQL (and a
 statement's worth of SQLAlchemy under the GIL on SQLite's writer thread). Here the sends
-that arrive while the previous commit runs are gathered and written as one
-``Database.grouped`` work: one multi-row statement per table for all of them.
+that arrive while the previous commit runs are gathered and written in one transaction (on
+SQLite as one ``Database.grouped`` work; on PostgreSQL on a connection of its own, see
+:meth:`Committer._gathered`): one multi-row statement per table for all of them.
 
 Nothing changes for a single send: it is committed, with everything it wrote, before its
 request is answered, and what the database refuses is refused to that request alone — when
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -149,7 +151,7 @@ class Committer:
             return await write(conn, sends)
 
         try:
-            outcomes = await self._db.grouped(work)
+            outcomes = await self._gathered(work)
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0][1], exc=exc)
@@ -159,6 +161,20 @@ class Committer:
             return
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             _settle(future, outcome)
+
+    async def _gathered(
+        self, work: Callable[[Conn], Awaitable[list[idempotency.StoredAnswer | None]]]
+    ) -> list[idempotency.StoredAnswer | None]:
+        """Run ``work`` in a transaction of its own. SQLite: in the database's group commit
+        (one trip to its one writer thread, with the other writes waiting). PostgreSQL: on
+        a pooled connection of its own, beside the group commit: that one runs its works
+        one after another on one connection, a round trip per statement, so under load a
+        send waited there behind hundreds of the dispatcher's statements; this work is a
+        group commit already."""
+        if self._db.is_sqlite:
+            return await self._db.grouped(work)
+        async with self._db.write() as conn:
+            return await work(conn)
 
     async def _alone(
         self, send: Send, future: asyncio.Future[idempotency.StoredAnswer | None]
