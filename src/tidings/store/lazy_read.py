@@ -26,11 +26,11 @@ class LazyRead:
     """A :class:`~tidings.store.database.Conn` for reads: ``async with LazyRead(db) as
     conn``; the session is opened by the first statement and ended with the block."""
 
-    __slots__ = ("_conn", "_db", "_stack")
+    __slots__ = ("_conn", "_db", "_session")
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._stack = contextlib.AsyncExitStack()
+        self._session: contextlib.AbstractAsyncContextManager[Conn] | None = None
         self._conn: Conn | None = None
 
     async def __aenter__(self) -> LazyRead:
@@ -44,12 +44,15 @@ class LazyRead:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._conn = None
-        await self._stack.aclose()
+        session, self._session, self._conn = self._session, None, None
+        if session is not None:
+            await session.__aexit__(exc_type, exc, tb)
 
     async def _open(self) -> Conn:
         if self._conn is None:
-            self._conn = await self._stack.enter_async_context(self._db.read())
+            session = self._db.read()
+            self._conn = await session.__aenter__()
+            self._session = session
         return self._conn
 
     @property
