@@ -44,6 +44,8 @@ from tidings.store import messages as store
 from tidings.store import providers as providers_store
 from tidings.store import routing_strategies
 from tidings.store import templates as templates_store
+from tidings.store.database import Conn
+from tidings.store.lazy_read import LazyRead
 from tidings.store.template_payload import (
     UnknownBrand,
     brand_with_default,
@@ -140,7 +142,7 @@ def _check_attachments(msg: MessageIn) -> None:
             raise BadRequest(_prefixed(exc, ("message", "channels", "email", "override"))) from None
 
 
-async def _check_override_config(msg: MessageIn, rt: Runtime) -> None:
+async def _check_override_config(msg: MessageIn, rt: Runtime, reads: Conn) -> None:
     """Keys stay with their hosts: an override that would send the stored key elsewhere is
     refused now, against the configuration that would send it (the default). The
     dispatcher checks again against the configuration it uses, should that change."""
@@ -148,8 +150,7 @@ async def _check_override_config(msg: MessageIn, rt: Runtime) -> None:
     config = (spec.override or {}).get("config") if spec and spec.override else None
     if not isinstance(config, dict) or not config:
         return
-    async with rt.db.read() as conn:
-        stored = await providers_store.default(conn, "mailgun")
+    stored = await providers_store.default(reads, "mailgun")
     try:
         merge_override(
             MailgunSettings,
@@ -306,21 +307,21 @@ class StoredParts:
     brand_default: dict[str, Any] | None
 
 
-async def _stored_parts(msg: MessageIn, rt: Runtime) -> StoredParts:
+async def _stored_parts(msg: MessageIn, reads: Conn) -> StoredParts:
     ref = template_ref(msg)
     template = None
-    async with rt.db.read() as conn:
-        if ref is not None:
-            path, name = ref
-            try:
-                template = await templates_store.find_sendable(conn, name)
-            except templates_store.TemplateUnavailable as exc:
-                raise BadRequest(f"{path}: {exc}") from None
-        path, brand_id = _brand_choice(msg, template)
+    if ref is not None:
+        path, name = ref
         try:
-            brand, default = await brand_with_default(conn, brand_id)
-        except UnknownBrand as exc:
+            template = await templates_store.find_sendable(reads, name)
+        except templates_store.TemplateUnavailable as exc:
             raise BadRequest(f"{path}: {exc}") from None
+    path, brand_id = _brand_choice(msg, template)
+    try:
+        # The workspace default is cached (store.brands): usually no statement at all.
+        brand, default = await brand_with_default(reads, brand_id)
+    except UnknownBrand as exc:
+        raise BadRequest(f"{path}: {exc}") from None
     return StoredParts(template=template, brand=brand, brand_default=default)
 
 
@@ -341,21 +342,19 @@ def _brand_choice(
     return "the default brand", None
 
 
-async def _strategy(msg: MessageIn, parts: StoredParts, rt: Runtime) -> dict[str, Any] | None:
+async def _strategy(msg: MessageIn, parts: StoredParts, reads: Conn) -> dict[str, Any] | None:
     """The routing strategy a send without routing of its own is routed by, copied."""
     if not _wants_default_strategy(msg):
         return None
-    async with rt.db.read() as conn:
-        # A template's routing strategy comes before the workspace default.
-        strategy_id = parts.template.routing_strategy_id if parts.template else None
-        if strategy_id is not None:
-            default = await routing_strategies.get(conn, strategy_id)
-            if default is None:
-                raise BadRequest(
-                    f"the template's routing strategy {strategy_id!r} no longer exists"
-                )
-        else:
-            default = await routing_strategies.default(conn)
+    # A template's routing strategy comes before the workspace default.
+    strategy_id = parts.template.routing_strategy_id if parts.template else None
+    if strategy_id is not None:
+        default = await routing_strategies.get(reads, strategy_id)
+        if default is None:
+            raise BadRequest(f"the template's routing strategy {strategy_id!r} no longer exists")
+    else:
+        # Cached (store.routing_strategies): usually no statement at all.
+        default = await routing_strategies.default(reads)
     if default is None:
         return None
     # A copy, so that editing the strategy later does not re-route accepted mail.
@@ -382,20 +381,29 @@ class Accepted:
 
 
 async def check(
-    msg: MessageIn, raw_message: dict[str, Any], rt: Runtime, now: datetime
+    msg: MessageIn,
+    raw_message: dict[str, Any],
+    rt: Runtime,
+    now: datetime,
+    *,
+    reads: Conn | None = None,
 ) -> Accepted:
     """Check ``msg`` (``raw_message`` is its JSON as given, with the fields the schema does
-    not model) and resolve what its messages take from the store. Raises
+    not model) and resolve what its messages take from the store, through ``reads`` (the
+    caller's read session; else one of its own, opened only if a read is needed). Raises
     :class:`BadRequest` naming the first wrong field; stores nothing."""
+    if reads is None:
+        async with LazyRead(rt.db) as own:
+            return await check(msg, raw_message, rt, now, reads=own)
     refuse_unhonoured(raw_message)
     recipients = validate_message(msg)
     _check_routing(raw_message)
-    await _check_override_config(msg, rt)
-    parts = await _stored_parts(msg, rt)
+    await _check_override_config(msg, rt, reads)
+    parts = await _stored_parts(msg, reads)
     topic = await topic_of_send(
         rt, raw_message, parts.template.subscription_topic_id if parts.template else None
     )
-    strategy = await _strategy(msg, parts, rt)
+    strategy = await _strategy(msg, parts, reads)
     return Accepted(
         msg=msg,
         recipients=recipients,

@@ -6,6 +6,11 @@ layer's :func:`tidings.render.branding.brand_look` takes. Every write is publish
 ``version`` counts the writes and ``published`` is the last write's time. Deleting removes
 the row (Courier deletes too; a template naming a deleted brand finds none); the default
 brand cannot be deleted, which the API answers with 409 as Courier does.
+
+:func:`default_brand` (what every send naming no brand reads) is cached in the process for
+:data:`tidings.store.default_cache.CACHE_S` seconds: every write here that can change it
+(setting or clearing the default, replacing or deleting a brand) forgets it at once; a change
+made by another process is seen within that time. :func:`default_id` always reads.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ import sqlalchemy as sa
 
 from tidings.store.clock import to_ms, utcnow
 from tidings.store.database import Conn
+from tidings.store.default_cache import DefaultCache
 from tidings.store.tables import brand_default, brands
 
 WORKSPACE = "workspace"  # the one row of brand_default
+_DEFAULT: DefaultCache[dict[str, Any] | None] = DefaultCache()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +101,7 @@ async def replace(
     snippets: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
     """Full replacement (Courier's PUT); None if there is no such brand."""
+    _DEFAULT.invalidate()  # it may be the default
     result = await conn.execute(
         brands.update()
         .where(brands.c.id == brand_id)
@@ -112,6 +120,7 @@ async def replace(
 
 async def delete(conn: Conn, brand_id: str) -> bool:
     """Delete a brand; False if there is none by that id. The caller refuses the default."""
+    _DEFAULT.invalidate()
     result = await conn.execute(brands.delete().where(brands.c.id == brand_id))
     return bool(result.rowcount)
 
@@ -159,12 +168,18 @@ async def default_id(conn: Conn) -> str | None:
 
 
 async def default_brand(conn: Conn) -> dict[str, Any] | None:
-    """The workspace default brand in the API's shape (what a send naming none uses)."""
+    """The workspace default brand in the API's shape (what a send naming none uses), read
+    at most every ``CACHE_S`` seconds (see the module's note); the caller's own copy."""
+    return await _DEFAULT.get(conn, _read_default_brand)
+
+
+async def _read_default_brand(conn: Conn) -> dict[str, Any] | None:
     brand_id = await default_id(conn)
     return await get_brand(conn, brand_id) if brand_id is not None else None
 
 
 async def set_default(conn: Conn, brand_id: str) -> None:
+    _DEFAULT.invalidate()
     await conn.execute(brand_default.delete().where(brand_default.c.scope == WORKSPACE))
     await conn.execute(
         brand_default.insert().values(scope=WORKSPACE, brand_id=brand_id, updated=utcnow())
@@ -172,4 +187,5 @@ async def set_default(conn: Conn, brand_id: str) -> None:
 
 
 async def clear_default(conn: Conn) -> None:
+    _DEFAULT.invalidate()
     await conn.execute(brand_default.delete().where(brand_default.c.scope == WORKSPACE))

@@ -28,7 +28,18 @@ class Request:
 
 
 async def record(conn: Conn, request_id: str, *, total: int) -> None:
-    await conn.execute(send_requests.insert().values(id=request_id, total=total, created=utcnow()))
+    await record_many(conn, [(request_id, total)])
+
+
+async def record_many(conn: Conn, made: list[tuple[str, int]]) -> None:
+    """Record requests, each ``(request id, how many messages it made)``, in one statement."""
+    if not made:
+        return
+    now = utcnow()
+    await conn.execute(
+        send_requests.insert(),
+        [{"id": request_id, "total": total, "created": now} for request_id, total in made],
+    )
 
 
 async def get(conn: Conn, request_id: str) -> Request | None:

@@ -3,6 +3,11 @@
 A strategy is kept as the documents it was given (``routing``, ``channels``, ``providers``),
 validated by the API. Archiving sets ``archived_at``; an archived strategy is neither listed
 nor read, but its row stays so that nothing that named it points at nothing.
+
+:func:`default` (what every send without routing of its own reads) is cached in the process
+for :data:`tidings.store.default_cache.CACHE_S` seconds: every write here that can change it
+(setting or clearing the default, replacing or archiving a strategy) forgets it at once; a
+change made by another process is seen within that time. :func:`default_id` always reads.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import sqlalchemy as sa
 from tidings.ids import new_id
 from tidings.store.clock import utcnow
 from tidings.store.database import Conn
+from tidings.store.default_cache import DefaultCache
 from tidings.store.tables import routing_default, routing_strategies
 
 WORKSPACE = "workspace"  # the one row of routing_default
@@ -36,6 +42,9 @@ class StoredStrategy:
     updated: datetime | None
     creator: str
     updater: str | None
+
+
+_DEFAULT: DefaultCache[StoredStrategy | None] = DefaultCache()
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +140,7 @@ async def replace(
 ) -> StoredStrategy | None:
     """Full replacement (omitted optional fields are cleared); None if there is no such
     strategy, or it is archived."""
+    _DEFAULT.invalidate()  # it may be the default
     result = await conn.execute(
         routing_strategies.update()
         .where(routing_strategies.c.id == strategy_id, _live())
@@ -152,6 +162,7 @@ async def replace(
 
 async def archive(conn: Conn, strategy_id: str) -> bool:
     """Archive a live strategy; False if there is none by that id."""
+    _DEFAULT.invalidate()
     result = await conn.execute(
         routing_strategies.update()
         .where(routing_strategies.c.id == strategy_id, _live())
@@ -209,12 +220,18 @@ async def default_id(conn: Conn) -> str | None:
 
 
 async def default(conn: Conn) -> StoredStrategy | None:
-    """The workspace default strategy (what a send without routing of its own uses)."""
+    """The workspace default strategy (what a send without routing of its own uses), read
+    at most every ``CACHE_S`` seconds (see the module's note); the caller's own copy."""
+    return await _DEFAULT.get(conn, _read_default)
+
+
+async def _read_default(conn: Conn) -> StoredStrategy | None:
     strategy_id = await default_id(conn)
     return await get(conn, strategy_id) if strategy_id is not None else None
 
 
 async def set_default(conn: Conn, strategy_id: str) -> None:
+    _DEFAULT.invalidate()
     await conn.execute(routing_default.delete().where(routing_default.c.scope == WORKSPACE))
     await conn.execute(
         routing_default.insert().values(scope=WORKSPACE, strategy_id=strategy_id, updated=utcnow())
@@ -222,4 +239,5 @@ async def set_default(conn: Conn, strategy_id: str) -> None:
 
 
 async def clear_default(conn: Conn) -> None:
+    _DEFAULT.invalidate()
     await conn.execute(routing_default.delete().where(routing_default.c.scope == WORKSPACE))
