@@ -26,13 +26,21 @@ batches :meth:`Appends.due` / :meth:`Appends.take_all` give them, each its own w
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.base import Executable
 
 Row = dict[str, Any]
+
+
+class Executes(Protocol):
+    """What ``append`` needs of a connection (every ``Conn`` is one)."""
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> Any: ...
+
+
 Batch = tuple[sa.Insert, list[Row]]  # one executemany
 
 # The insert of each table, built once (SQLAlchemy then reuses its compiled form).
@@ -135,7 +143,7 @@ def _batches(table: sa.Table, rows: list[Row]) -> list[Batch]:
     return batches
 
 
-async def append(conn: Any, table: sa.Table, row: Row) -> None:
+async def append(conn: Executes, table: sa.Table, row: Row) -> None:
     """Add ``row`` to the insert-only ``table`` in ``conn``'s transaction: collected and
     written before the commit where ``conn`` can defer, else inserted now. Nothing may be
     read back from it (no id) but by a later statement, which sees it."""
