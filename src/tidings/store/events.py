@@ -24,6 +24,16 @@ from tidings.store.database import Conn
 from tidings.store.status_feed import set_fresh_facts
 from tidings.store.tables import messages, unmatched_events, webhook_tokens
 
+# Built once per dialect: one statement per webhook, its cache key and compiled form reused.
+_TOKEN_INSERTS = {
+    "postgresql": postgresql.insert(webhook_tokens).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(webhook_tokens).on_conflict_do_nothing(),
+}
+_UNMATCHED_INSERTS = {
+    "postgresql": postgresql.insert(unmatched_events).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(unmatched_events).on_conflict_do_nothing(),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
@@ -110,22 +120,18 @@ async def record_event(
     row = await find_message(conn, event)
     key = event_key(event, provider_key)
     if row is None:
-        insert = (
-            postgresql.insert(unmatched_events)
-            if conn.dialect.name == "postgresql"
-            else sqlite.insert(unmatched_events)
-        ).on_conflict_do_nothing()
         result = await conn.execute(
-            insert.values(
-                event_key=key,
-                provider_id=provider_id,
-                kind=event.kind.value,
-                recipient=event.recipient,
-                provider_message_id=event.provider_message_id,
-                received_at=utcnow(),
-                source=source,
-                raw=event.raw,
-            )
+            _UNMATCHED_INSERTS[conn.dialect.name],
+            {
+                "event_key": key,
+                "provider_id": provider_id,
+                "kind": event.kind.value,
+                "recipient": event.recipient,
+                "provider_message_id": event.provider_message_id,
+                "received_at": utcnow(),
+                "source": source,
+                "raw": event.raw,
+            },
         )
         return Recorded(None, bool(result.rowcount), False)
 
@@ -180,13 +186,6 @@ async def record_event(
     # Fresh: ``row`` was read above, in this transaction.
     changed = await set_fresh_facts(conn, row, after, **extra)
     return Recorded(row.id, True, changed is not None, changed or row.status)
-
-
-# Built once per dialect: one statement per webhook, its cache key and compiled form reused.
-_TOKEN_INSERTS = {
-    "postgresql": postgresql.insert(webhook_tokens).on_conflict_do_nothing(),
-    "sqlite": sqlite.insert(webhook_tokens).on_conflict_do_nothing(),
-}
 
 
 async def accept_token_once(conn: Conn, token: str) -> bool:
