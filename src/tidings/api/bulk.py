@@ -554,9 +554,9 @@ async def _chunk(
         if not await store.renew(conn, job_id, owner, utcnow() + LEASE):
             log.warning("bulk job taken over by another run", job=job_id)
             return False
-        await messages_store.insert(conn, new, first)
+        stored = await messages_store.insert(conn, new, first)
         await store.record(conn, job_id, outcomes)
-        await publish_new(conn, [m.id for m in new])
+        await publish_new(conn, [m.id for m in new], stored)
         await messages_store.notify_queue(conn)
     rt.metrics.accepted.inc(len(new))
     rt.wake()
