@@ -81,7 +81,7 @@ async def write(conn: Conn, sends: list[Send]) -> list[idempotency.StoredAnswer 
         return outcomes
     await requests.record_many(conn, [(s.request_id, len(s.new)) for s in kept if s.record_request])
     new = [m for s in kept for m in s.new]
-    stored = await store.insert(conn, new, [h for s in kept for h in s.first])
+    inserted = await store.insert(conn, new, [h for s in kept for h in s.first])
     ids = [m.id for m in new]
     for at in range(0, len(ids), _PUBLISH_SLICE):
         # What insert stored is what is published: no second read of the rows.
