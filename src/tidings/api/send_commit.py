@@ -85,7 +85,7 @@ async def write(conn: Conn, sends: list[Send]) -> list[idempotency.StoredAnswer 
     ids = [m.id for m in new]
     for at in range(0, len(ids), _PUBLISH_SLICE):
         # What insert stored is what is published: no second read of the rows.
-        await publish_new(conn, ids[at : at + _PUBLISH_SLICE], stored[at : at + _PUBLISH_SLICE])
+        await publish_new(conn, ids[at : at + _PUBLISH_SLICE], inserted[at : at + _PUBLISH_SLICE])
     await store.notify_queue(conn)
     return outcomes
 
