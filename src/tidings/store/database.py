@@ -30,6 +30,10 @@ from tidings.store.sqlite_backend import BufferedResult, SqliteBackend, sqlite_p
 
 T = TypeVar("T")
 MAX_GROUP = 256
+# PostgreSQL connections a process keeps, may open beyond them, and renews after (seconds).
+POOL_SIZE = 10
+POOL_OVERFLOW = 20
+POOL_RECYCLE_S = 1800
 # How often an idle LISTEN connection is checked (a restarted server closes it quietly).
 LISTEN_CHECK_S = 5.0
 
@@ -111,9 +115,24 @@ class Database:
         if self._sqlite is None:
             # hide_parameters: a database error's text (logged, or shown in a traceback)
             # must not carry the values of a statement, which hold what a message carried.
+            # No pre-ping: on asyncpg it is three round trips (BEGIN, ``;``, ROLLBACK) on
+            # every checkout, the largest share of a worker's socket writes. A connection
+            # that died with its server fails its first statement instead: SQLAlchemy then
+            # drops the whole pool (a disconnect invalidates every older connection) and
+            # the caller's fault handling retries, as it does for any outage.
+            # pool_size: the connections kept. Overflow ones are closed on return, and a new
+            # one costs a TCP + SSL-attempt + auth handshake and an empty prepared-statement
+            # cache; but every kept one counts against the server's max_connections (100 by
+            # default) in each process: an API and three workers keep 40.
             self._engine = create_async_engine(
-                self.url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
+                self.url,
+                pool_size=POOL_SIZE,
+                max_overflow=POOL_OVERFLOW,
+                pool_pre_ping=False,
+                pool_recycle=POOL_RECYCLE_S,
+                hide_parameters=True,
             )
+            event.listen(self._engine.sync_engine.pool, "checkout", _drop_if_closed)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._pending: list[tuple[Work, asyncio.Future[Any], contextvars.Context]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -210,6 +229,12 @@ class Database:
                 )
             except (OSError, TimeoutError) as exc:
                 raise DatabaseUnavailable(f"cannot connect to the database: {exc}") from exc
+            if not begin:
+                # Reads run in autocommit: under READ COMMITTED a transaction gives its
+                # statements no common snapshot anyway, and it would cost a BEGIN and a
+                # ROLLBACK round trip each. Set on the adapter only (no I/O); the pool sets
+                # the default back when the connection is returned.
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
 
     @contextlib.asynccontextmanager
@@ -317,6 +342,15 @@ class Database:
             await self._sqlite.close()
         if self._engine is not None:
             await self._engine.dispose()
+
+
+def _drop_if_closed(_dbapi: Any, record: Any, _proxy: Any) -> None:
+    """The pre-ping without a round trip: a connection whose server closed it (a restart,
+    an admin's terminate; asyncpg notices the hang-up at once) is not handed out but
+    replaced. One that died without a word fails its first statement instead."""
+    driver = record.driver_connection
+    if driver is not None and driver.is_closed():
+        raise sa_exc.DisconnectionError("the database closed this connection")
 
 
 async def _first(*waits: Awaitable[Any]) -> None:

@@ -309,8 +309,9 @@ async def claim_due(
     a worker that died: its message is taken over, flagged in doubt by the dispatcher if an
     attempt had started)."""
     now = utcnow()
+    lease = {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_s)}
     due = (
-        sa.select(messages.c.id, messages.c.request_id)
+        sa.select(messages.c.id)
         .where(
             messages.c.queued.is_(True),
             messages.c.next_attempt_at <= now,
@@ -320,11 +321,25 @@ async def claim_due(
         .limit(limit)
     )
     if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    found = list(await conn.execute(due))
+        # One statement: the rows another worker is claiming are skipped, not waited for,
+        # and those found are leased in the same round trip.
+        taken = (
+            messages.update()
+            .where(messages.c.id.in_(due.with_for_update(skip_locked=True).scalar_subquery()))
+            .values(**lease)
+            .returning(messages.c.id, messages.c.request_id, messages.c.next_attempt_at)
+        )
+        found = sorted(await conn.execute(taken), key=lambda r: (r.next_attempt_at, r.id))
+        leased = True
+    else:
+        found = list(
+            await conn.execute(due.with_only_columns(messages.c.id, messages.c.request_id))
+        )
+        leased = False
     if not found:
         return []
     ids = [row.id for row in found]
+    more_ids: list[str] = []
     if fill_requests > 1:
         # A single send's request id is its message id: only requests of many messages.
         counts: dict[str, int] = {}
@@ -348,12 +363,11 @@ async def claim_due(
             )
             if conn.dialect.name == "postgresql":
                 more = more.with_for_update(skip_locked=True)
-            ids.extend((await conn.execute(more)).scalars())
-    await conn.execute(
-        messages.update()
-        .where(messages.c.id.in_(ids))
-        .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s))
-    )
+            more_ids.extend((await conn.execute(more)).scalars())
+    ids.extend(more_ids)
+    to_lease = more_ids if leased else ids
+    if to_lease:
+        await conn.execute(messages.update().where(messages.c.id.in_(to_lease)).values(**lease))
     return ids
 
 
@@ -390,10 +404,14 @@ async def count_due(conn: Conn, *, now: datetime) -> int:
     return int(due or 0)
 
 
-async def next_due_at(conn: Conn) -> datetime | None:
+async def next_due_at(conn: Conn, *, now: datetime | None = None) -> datetime | None:
+    """When the next message a worker could claim is due. Messages a live worker holds are
+    not counted: with several workers, a queue whose due messages are all leased would
+    otherwise read as "due now" and keep the others claiming in a loop (an expired lease
+    is noticed at the dispatcher's next idle check)."""
     value = await conn.scalar(
         sa.select(messages.c.next_attempt_at)
-        .where(messages.c.queued.is_(True))
+        .where(messages.c.queued.is_(True), _unleased(now or utcnow()))
         .order_by(messages.c.next_attempt_at)
         .limit(1)
     )

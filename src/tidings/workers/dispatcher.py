@@ -73,6 +73,9 @@ SHUTDOWN_DB_S = 5.0
 T = TypeVar("T")
 # Renders, event-log lookups and single sends one request's task runs at once.
 GROUP_CONCURRENCY = 16
+# How long a dispatcher lets sends that end together (or NOTIFYs that come together) gather
+# before one claim for all of them, in seconds.
+GATHER_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,10 @@ class Dispatcher:
         # At most this many claimed messages at once, so that batches are sent well within
         # their lease: two full batches.
         self._budget = max(2 * self.settings.mailgun_batch_size, self.settings.dispatch_batch)
+        # Set whenever a slot frees up (what a dispatcher with every slot busy waits for),
+        # and the free room worth a claim of its own then (see _claim).
+        self._freed = asyncio.Event()
+        self._enough = max(1, min(self.settings.dispatch_batch, self._free) // 4)
         # Messages a fault left leased to this worker, given back once the database answers.
         self._unreleased: set[str] = set()
         self._send_faults = Episode(
@@ -166,6 +173,9 @@ class Dispatcher:
         """One turn: give back what a fault left leased, claim, start the sends, or idle."""
         if self._unreleased:
             await self._release(set(self._unreleased))
+        if self._room() <= 0:
+            await self._wait_for_room(stop)
+            return
         claimed = [i for i in await self._claim() if i not in self._busy]
         if claimed:
             self._busy.update(claimed)
@@ -222,12 +232,32 @@ class Dispatcher:
             )
         self._unreleased.difference_update(ids)
 
+    def _room(self) -> int:
+        """How many messages may be claimed now: no more than there are free slots to work
+        on, nor beyond the budget of claimed messages."""
+        return min(self._free, self._budget - len(self._busy))
+
+    async def _wait_for_room(self, stop: asyncio.Event) -> None:
+        """Every slot is busy: wait for one to free up (not for a NOTIFY, and without asking
+        the database what is due, which could not be started anyway). Then, if only a few
+        are free, a moment more for sends that end close together, so that one claim takes
+        several messages rather than a round trip each."""
+        with contextlib.suppress(TimeoutError):
+            # Back to the loop at its cadence all the same: it reports itself alive.
+            async with asyncio.timeout(self.settings.dispatch_idle_s):
+                while self._room() <= 0 and not stop.is_set():
+                    self._freed.clear()
+                    await _first_of(self._freed.wait(), stop.wait())
+        if self._room() <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(GATHER_S):
+                while self._room() < self._enough and not stop.is_set():
+                    self._freed.clear()
+                    await _first_of(self._freed.wait(), stop.wait())
+
     async def _claim(self) -> list[str]:
-        free = self._free  # claim no more than there are free slots to work on
-        room = self._budget - len(self._busy)
-        if free <= 0 or room <= 0:
-            await asyncio.sleep(0.005)
-            return []
+        free, room = self._free, self._budget - len(self._busy)
         async with self.rt.db.write() as conn:
             return await store.claim_due(
                 conn,
@@ -239,17 +269,24 @@ class Dispatcher:
             )
 
     async def _idle(self, stop: asyncio.Event) -> None:
+        # Cleared before asking: a NOTIFY that arrives while the query runs still wakes us.
+        self.rt.wakeup.clear()
         async with self.rt.db.read() as conn:
             due = await store.next_due_at(conn)
         timeout = self.settings.dispatch_idle_s
         if due is not None:
             timeout = max(0.0, min(timeout, (due - utcnow()).total_seconds()))
-        self.rt.wakeup.clear()
+        if self.rt.wakeup.is_set():
+            timeout = 0.0
         waiter = asyncio.create_task(self.rt.wakeup.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for task in (waiter, stopper):
             task.cancel()
+        if self.rt.wakeup.is_set() and not stop.is_set():
+            # Woken by new work: every worker hears each NOTIFY (one per commit of the API),
+            # so a burst is let in for a moment and claimed at once, not message by message.
+            await asyncio.sleep(GATHER_S)
 
     async def _load(self, ids: list[str]) -> Batch:
         """Everything the claimed messages need, in a few queries for the whole batch."""
@@ -293,6 +330,7 @@ class Dispatcher:
             self._busy.discard(message_id)
             self._free += 1
             self._slots.release()
+            self._freed.set()
 
     async def _guarded_group(self, message_ids: list[str], batch: Batch) -> None:
         try:
@@ -313,6 +351,7 @@ class Dispatcher:
             self._busy.difference_update(message_ids)
             self._free += 1
             self._slots.release()
+            self._freed.set()
 
     # -- one message --------------------------------------------------------------------
 
@@ -1101,6 +1140,16 @@ class Dispatcher:
             await _write_undeliverable(conn, row, now, reason, message, history=history_extra)
 
         await self.rt.db.grouped(write)
+
+
+async def _first_of(*waits: Awaitable[Any]) -> None:
+    """Wait until the first of ``waits`` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 async def _all(awaitables: Sequence[Awaitable[T]]) -> list[T]:
