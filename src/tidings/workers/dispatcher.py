@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -311,8 +311,21 @@ class Dispatcher:
             )
 
     async def _guarded(self, message_id: str, batch: Batch) -> None:
+        freed = False
+
+        def free_slot() -> None:
+            # A slot is a send in flight: it is free again once the provider has answered,
+            # while the answer is recorded (the message stays busy until then, so it is not
+            # claimed again, and shutdown still waits for the task).
+            nonlocal freed
+            if not freed:
+                freed = True
+                self._free += 1
+                self._slots.release()
+                self._freed.set()
+
         try:
-            await self.process(message_id, batch)
+            await self.process(message_id, batch, on_answer=free_slot)
         except Exception as exc:
             if is_fault(exc):
                 # The database or the network: one log line for the whole outage, not one
@@ -328,9 +341,7 @@ class Dispatcher:
             self._send_faults.ok()
         finally:
             self._busy.discard(message_id)
-            self._free += 1
-            self._slots.release()
-            self._freed.set()
+            free_slot()
 
     async def _guarded_group(self, message_ids: list[str], batch: Batch) -> None:
         try:
@@ -382,8 +393,11 @@ class Dispatcher:
             trusted=self.rt.network_policy().trusted,
         )
 
-    async def process(self, message_id: str, batch: Batch) -> None:
-        """Carry out the plan for one claimed message (see :mod:`tidings.workers.plan`)."""
+    async def process(
+        self, message_id: str, batch: Batch, *, on_answer: Callable[[], None] | None = None
+    ) -> None:
+        """Carry out the plan for one claimed message (see :mod:`tidings.workers.plan`).
+        ``on_answer``: called once the provider has answered its send, if it is sent."""
         situation = self.situation(message_id, batch)
         if situation is None:
             return
@@ -394,12 +408,14 @@ class Dispatcher:
         if isinstance(decision, plan.End):
             await self._end(row, decision)
             return
-        await self._go(row, batch, decision)
+        await self._go(row, batch, decision, on_answer)
 
-    async def _go(self, row: Any, batch: Batch, go: plan.Go) -> None:
+    async def _go(
+        self, row: Any, batch: Batch, go: plan.Go, on_answer: Callable[[], None] | None = None
+    ) -> None:
         prepared = await self._prepare(row, go, batch, shaped=False)
         if prepared is not None:
-            await self._send_single(prepared, batch)
+            await self._send_single(prepared, batch, on_answer=on_answer)
 
     async def _prepare(
         self,
@@ -583,8 +599,16 @@ class Dispatcher:
             extra_headers=p.headers,
         )
 
-    async def _send_single(self, p: Prepared, batch: Batch, *, reserved: bool = False) -> None:
-        """One provider call for one message (``reserved``: its rate token is taken)."""
+    async def _send_single(
+        self,
+        p: Prepared,
+        batch: Batch,
+        *,
+        reserved: bool = False,
+        on_answer: Callable[[], None] | None = None,
+    ) -> None:
+        """One provider call for one message (``reserved``: its rate token is taken;
+        ``on_answer``: called as soon as the provider has answered, before it is recorded)."""
         row, go, impl = p.row, p.go, p.impl
         message_id = row.id
         configuration, config = go.configuration, go.config
@@ -626,6 +650,8 @@ class Dispatcher:
 
         attempt_id = await self.rt.db.grouped(begin)
         outcome = await impl.send(request, config)
+        if on_answer is not None:
+            on_answer()
         self.rt.metrics.attempts.labels(outcome.kind.value).inc()
         self.rt.metrics.attempt_seconds.observe(outcome.duration_ms / 1000)
         paused_until = await self._pause_for(outcome, configuration)
