@@ -62,6 +62,9 @@ def _endpoint(row: sa.Row[Any]) -> Endpoint:
 ENABLED_TTL_S = 1.0
 _ENABLED = sa.select(status_endpoints.c.id).where(status_endpoints.c.enabled.is_(True))
 # Per database (its dialect object is its engine's, one per Database): read at, the ids.
+# Not store.default_cache's DefaultCache: this is read inside grouped writes, which on
+# SQLite run on the writer thread and may await nothing but their connection, so it cannot
+# wait for another caller's read as that one does.
 _enabled_cache: weakref.WeakKeyDictionary[Dialect, tuple[float, list[str]]] = (
     weakref.WeakKeyDictionary()
 )
