@@ -184,7 +184,7 @@ class Committer:
             return await write(conn, [send])
 
         try:
-            (outcome,) = await self._db.grouped(work)
+            (outcome,) = await self._gathered(work)
         except Exception as exc:
             _settle(future, exc=exc)
         else:
